@@ -1,0 +1,1 @@
+"""varsec.attacks (see DESIGN.md section 1)."""

@@ -1,0 +1,96 @@
+"""The ``varsec`` command line: one root app; each layer registers its commands from its own
+``commands`` module so the layers stay independent.
+
+Every :class:`~varsec.errors.VarsecError` is printed as ``error: <message>`` with exit status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from varsec import __version__
+from varsec.errors import VarsecError
+
+app = typer.Typer(
+    name="varsec",
+    help="Train, attack and defend visually-aware recommenders, and report what each defense buys.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state = {"debug": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"varsec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    """varsec: security of visually-aware recommender systems.
+
+    Example: varsec data info fashion-mnist
+    """
+    _state["debug"] = debug
+
+
+def _register_layers() -> None:
+    from varsec.data import commands as data_commands
+
+    app.add_typer(data_commands.app, name="data")
+    for module_name in ("varsec.vision.commands",):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_layers()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="varsec", standalone_mode=False)
+    except VarsecError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        typer.echo("error: aborted.", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted.", err=True)
+        return 130
+    except Exception as exc:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

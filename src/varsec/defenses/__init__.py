@@ -1,0 +1,1 @@
+"""varsec.defenses (see DESIGN.md section 1)."""

@@ -1,0 +1,1 @@
+"""varsec.metrics (see DESIGN.md section 1)."""

@@ -1,0 +1,1 @@
+"""varsec.recsys (see DESIGN.md section 1)."""

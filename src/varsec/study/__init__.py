@@ -1,0 +1,1 @@
+"""varsec.study (see DESIGN.md section 1)."""

@@ -1,0 +1,1 @@
+"""varsec.vision (see DESIGN.md section 1)."""
