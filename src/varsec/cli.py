@@ -37,7 +37,9 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks instead of one-line errors."
+    ),
 ) -> None:
     """varsec: security of visually-aware recommender systems.
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="varsec", standalone_mode=False)
+        status = app(args=args, prog_name="varsec", standalone_mode=False)
     except VarsecError as exc:
         if debug:
             raise
@@ -82,14 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("error: interrupted.", err=True)
         return 130
-    except Exception as exc:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        raise
-    return 0
+    except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own message
+        exc.show()
+        return 2
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ class ItemCatalog:
             )
         if images.shape[0] != n or images.shape[1] not in (1, 3):
             raise DataError(
-                f"catalog images have shape {images.shape}; expected {n} items with 1 or 3 channels."
+                f"catalog images have shape {images.shape}; "
+                f"expected {n} items with 1 or 3 channels."
             )
 
     def _check_features(self, n: int) -> None:

@@ -92,7 +92,7 @@ def simulate(
 
 @app.command("validate")
 def validate(
-    path: Path = typer.Argument(..., help="A saved varsec dataset/catalog or any supported format."),
+    path: Path = typer.Argument(..., help="A saved varsec dataset or any supported format."),
     reviews: Path | None = typer.Option(None, help="Reviews JSON(.gz) for a VBPR .b file."),
     features: Path | None = typer.Option(None, help="Features .b file for a Tradesy JSON."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help=_TRUST_HELP),

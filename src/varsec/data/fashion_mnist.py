@@ -30,10 +30,18 @@ CATEGORY_NAMES = [
 
 # sha256 of the decompressed idx payloads.
 FILES = {
-    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    "train-images-idx3-ubyte.gz": (
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+    ),
 }
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -88,7 +96,7 @@ def _download(directory: Path) -> Path:
             continue
         with atomic_path(target) as tmp:
             try:
-                urllib.request.urlretrieve(DOWNLOAD_URL + name, tmp)  # noqa: S310
+                urllib.request.urlretrieve(DOWNLOAD_URL + name, tmp)
             except OSError as exc:
                 raise DataError(f"download of {DOWNLOAD_URL + name} failed ({exc}).") from exc
             _verified_payload(tmp, name, digest)
@@ -120,7 +128,8 @@ def parse_idx(payload: bytes, *, source: str = "idx data") -> np.ndarray:
     expected = header + int(np.prod(shape))
     if len(payload) != expected:
         raise DataError(
-            f"{source}: truncated or oversized IDX data ({len(payload)} bytes, expected {expected})."
+            f"{source}: truncated or oversized IDX data "
+            f"({len(payload)} bytes, expected {expected})."
         )
     return np.frombuffer(payload, dtype=np.uint8, offset=header).reshape(shape)
 

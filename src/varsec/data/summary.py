@@ -41,7 +41,8 @@ class DataSummary:
     def lines(self) -> list[str]:
         """Human-readable report lines."""
         shape = "x".join(map(str, self.image_shape)) if self.image_shape else "none (features only)"
-        out = [f"dataset: {self.name}", f"items: {self.items:,}", f"image size (C x H x W): {shape}"]
+        out = [f"dataset: {self.name}", f"items: {self.items:,}"]
+        out.append(f"image size (C x H x W): {shape}")
         if self.feature_dim is not None:
             out.append(f"feature dimension: {self.feature_dim}")
         if self.interactions is not None:
