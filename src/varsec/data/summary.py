@@ -56,6 +56,7 @@ class DataSummary:
             if self.split_counts:
                 parts = ", ".join(f"{k} {v:,}" for k, v in self.split_counts.items())
                 out.append(f"split: {parts}")
+            out += self._k_core_lines()
         if self.meta.get("simulated"):
             out.append(
                 f"interactions are SIMULATED (profile {self.meta.get('profile')}, "
@@ -66,6 +67,15 @@ class DataSummary:
             for row in self.categories.itertuples(index=False):
                 out.append(f"  {row.code:>3}  {row.category:<14} {row.items:>8,}")
         return out
+
+    def _k_core_lines(self) -> list[str]:
+        k_core = (self.meta.get("split") or {}).get("k_core")
+        if not k_core:
+            return []
+        return [
+            f"{k_core['k']}-core filter: dropped {k_core['dropped_users']:,} users, "
+            f"{k_core['dropped_interactions']:,} interactions"
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly form (for `varsec data info --json`)."""
