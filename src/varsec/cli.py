@@ -8,6 +8,7 @@ Every :class:`~varsec.errors.VarsecError` is printed as ``error: <message>`` wit
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -65,10 +66,15 @@ def _register_layers() -> None:
 _register_layers()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    warnings.showwarning = _show_warning
     try:
         status = app(args=args, prog_name="varsec", standalone_mode=False)
     except VarsecError as exc:

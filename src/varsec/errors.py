@@ -29,3 +29,7 @@ class ModelError(VarsecError):
 
 class TrainingError(VarsecError):
     """Training diverged or cannot proceed."""
+
+
+class VarsecWarning(UserWarning):
+    """Data was changed on the way in (converted images, dropped interactions); never silent."""
