@@ -65,6 +65,16 @@ def test_catalog_round_trip_and_features_only(tmp_path):
     assert np.array_equal(loaded.features, catalog.features)
 
 
+def test_interactions_round_trip(tmp_path):
+    log = _dataset().interactions
+    log.save(tmp_path / "log")
+    loaded = Interactions.load(tmp_path / "log")
+    assert loaded.frame().equals(log.frame())
+    assert loaded.user_ids.tolist() == log.user_ids.tolist()
+    _dataset().save(tmp_path / "d")
+    assert Interactions.load(tmp_path / "d").frame().equals(log.frame())
+
+
 def test_corrupted_file_is_detected_on_load(tmp_path):
     _dataset().save(tmp_path / "d")
     raw = bytearray((tmp_path / "d" / "images.npy").read_bytes())

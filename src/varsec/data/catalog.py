@@ -329,6 +329,22 @@ class Interactions:
         """The interactions where ``mask`` is true, keeping the user index space."""
         return Interactions(self.user[mask], self.item[mask], self.timestamp[mask], self.user_ids)
 
+    def save(self, directory: str | Path) -> Path:
+        """Write the log to ``directory`` atomically (parquet + manifest) and return the path."""
+        directory = Path(directory)
+        with atomic_dir(directory) as tmp:
+            _write_interaction_files(self, tmp)
+            _write_manifest(tmp, kind="interactions",
+                            info={"users": self.n_users, "interactions": len(self)})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, verify: bool = True) -> Interactions:
+        """Read a log written by :meth:`save` (or the interactions of a saved dataset)."""
+        directory = Path(directory)
+        _read_manifest(directory, expected_kind=("interactions", "dataset"), verify=verify)
+        return _read_interaction_files(directory)[0]
+
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 
@@ -391,12 +407,7 @@ class Dataset:
         directory = Path(directory)
         with atomic_dir(directory) as tmp:
             _write_catalog_files(self.catalog, tmp)
-            frame = self.interactions.frame()
-            if self.split is not None:
-                frame["split"] = self.split
-            _write_parquet(frame, tmp / "interactions.parquet")
-            _write_parquet(pd.DataFrame({"user_id": self.interactions.user_ids.astype(str)}),
-                           tmp / "users.parquet")
+            _write_interaction_files(self.interactions, tmp, split=self.split)
             _write_npy(tmp / "cold_items.npy", self.cold_items)
             if self.oracle is not None:
                 _write_npy(tmp / "oracle.npy", self.oracle)
@@ -418,16 +429,12 @@ class Dataset:
         manifest = _read_manifest(directory, expected_kind=("dataset",), verify=verify)
         info = manifest["info"]
         catalog = _read_catalog_files(directory, {"catalog": info["catalog"]})
-        frame = pd.read_parquet(directory / "interactions.parquet")
-        users = pd.read_parquet(directory / "users.parquet")["user_id"].to_numpy()
+        interactions, split = _read_interaction_files(directory)
         oracle_path = directory / "oracle.npy"
         return cls(
             catalog=catalog,
-            interactions=Interactions(
-                frame["user"].to_numpy(), frame["item"].to_numpy(),
-                frame["timestamp"].to_numpy(), users,
-            ),
-            split=frame["split"].to_numpy() if "split" in frame else None,
+            interactions=interactions,
+            split=split,
             cold_items=np.load(directory / "cold_items.npy"),
             oracle=np.load(oracle_path) if oracle_path.exists() else None,
             meta=info.get("meta", {}),
@@ -444,6 +451,25 @@ class Dataset:
             sha256_array(self.cold_items),
         ]
         return sha256_bytes("|".join(parts).encode())
+
+
+def _write_interaction_files(
+    log: Interactions, directory: Path, split: np.ndarray | None = None
+) -> None:
+    frame = log.frame()
+    if split is not None:
+        frame["split"] = split
+    _write_parquet(frame, directory / "interactions.parquet")
+    _write_parquet(pd.DataFrame({"user_id": log.user_ids.astype(str)}), directory / "users.parquet")
+
+
+def _read_interaction_files(directory: Path) -> tuple[Interactions, np.ndarray | None]:
+    frame = pd.read_parquet(directory / "interactions.parquet")
+    users = pd.read_parquet(directory / "users.parquet")["user_id"].to_numpy()
+    log = Interactions(
+        frame["user"].to_numpy(), frame["item"].to_numpy(), frame["timestamp"].to_numpy(), users
+    )
+    return log, (frame["split"].to_numpy() if "split" in frame else None)
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
