@@ -1,0 +1,170 @@
+"""Backbone checkpoints: one ``torch.save`` dict, written atomically, read without pickled code.
+
+A checkpoint carries the architecture (registry name + constructor arguments), the weights, the
+training config, the hash of the catalog it was trained on, its metrics, and a checkpoint hash
+over architecture and weights (:meth:`Backbone.weights_hash`) that is verified on load and keys
+every cache built on the backbone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from varsec import __version__
+from varsec.errors import ConfigError, ModelError
+from varsec.io import atomic_path
+from varsec.vision.base import Backbone, check_device, load_state_into
+from varsec.vision.registry import backbone_parameters, create_backbone
+
+FORMAT = "varsec-backbone"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the ready backbone (in eval mode) and what the file records."""
+
+    backbone: Backbone
+    path: Path
+    checkpoint_hash: str
+    backbone_name: str
+    backbone_kwargs: dict[str, Any]
+    train_config: dict[str, Any] | None = None
+    catalog_hash: str | None = None
+    category_names: list[str] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    backbone: Backbone,
+    *,
+    train_config: dict[str, Any] | None = None,
+    catalog_hash: str | None = None,
+    category_names: list[str] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Write ``backbone`` and its provenance to ``path`` atomically; returns the checkpoint hash."""
+    digest = backbone.weights_hash()
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "varsec_version": __version__,
+        "backbone": backbone.name,
+        "backbone_kwargs": dict(backbone.arch_config),
+        "state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
+        "train_config": train_config,
+        "catalog_hash": catalog_hash,
+        "category_names": list(category_names) if category_names else None,
+        "metrics": metrics or {},
+        "checkpoint_hash": digest,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return digest
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint file.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and EOF errors for bad files
+        raise ModelError(
+            f"{path}: not a readable varsec checkpoint ({type(exc).__name__}); "
+            "write one with `varsec train-extractor`."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(
+            f"{path}: not a varsec backbone checkpoint (plain weights go to a backbone's "
+            "weights= argument instead)."
+        )
+    if payload.get("version", 0) > VERSION:
+        raise ModelError(
+            f"{path}: checkpoint format version {payload.get('version')} is newer than this "
+            f"varsec reads ({VERSION}); upgrade varsec."
+        )
+    return payload
+
+
+def _build(payload: dict[str, Any], path: Path) -> Backbone:
+    name, kwargs = payload["backbone"], dict(payload.get("backbone_kwargs") or {})
+    if "weights" in backbone_parameters(name):
+        kwargs["weights"] = None  # the checkpoint's own weights replace any pretrained ones
+    try:
+        backbone = create_backbone(name, **kwargs)
+    except ConfigError as exc:
+        raise ModelError(f"{path}: cannot rebuild its {name} backbone ({exc})") from exc
+    load_state_into(backbone, payload["state_dict"], arch=name, source=str(path))
+    return backbone
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    expected_backbone: str | None = None,
+    *,
+    device: str = "cpu",
+    verify: bool = True,
+) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` and rebuild its backbone.
+
+    ``expected_backbone`` names the architecture the caller needs: a checkpoint of another one is
+    a ModelError. ``verify`` recomputes the checkpoint hash (a mismatch: a corrupted file).
+    """
+    path = Path(path)
+    check_device(device)
+    payload = _read_payload(path)
+    name = payload.get("backbone")
+    if expected_backbone is not None and name != expected_backbone:
+        raise ModelError(
+            f"{path}: checkpoint is for backbone {name!r}, not the expected {expected_backbone!r}."
+        )
+    backbone = _build(payload, path)
+    digest = backbone.weights_hash()
+    if verify and digest != payload.get("checkpoint_hash"):
+        raise ModelError(f"{path}: weights do not match the recorded checkpoint hash (corrupted?).")
+    backbone.eval().to(device)
+    return Checkpoint(
+        backbone=backbone,
+        path=path,
+        checkpoint_hash=digest,
+        backbone_name=name,
+        backbone_kwargs=dict(payload.get("backbone_kwargs") or {}),
+        train_config=payload.get("train_config"),
+        catalog_hash=payload.get("catalog_hash"),
+        category_names=payload.get("category_names"),
+        metrics=payload.get("metrics") or {},
+    )
+
+
+def open_backbone(
+    spec: str | os.PathLike[str], *, device: str = "cpu", **kwargs: Any
+) -> tuple[Backbone, str]:
+    """A backbone from a registry name (built with ``kwargs``) or a checkpoint file.
+
+    Returns the backbone (eval mode) and its checkpoint hash (the weights hash for a name).
+    """
+    check_device(device)
+    text = str(spec)
+    path = Path(text)
+    if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
+        if kwargs:
+            raise ConfigError(
+                f"{path}: a checkpoint fixes its own architecture and weights; "
+                f"drop {', '.join(sorted(kwargs))}."
+            )
+        checkpoint = load_checkpoint(path, device=device)
+        return checkpoint.backbone, checkpoint.checkpoint_hash
+    try:
+        backbone = create_backbone(text, **kwargs)
+    except ConfigError as exc:
+        if "unknown backbone" in str(exc):
+            raise ConfigError(f"{str(exc)[:-1]}, or a checkpoint file (.pt).") from exc
+        raise
+    backbone.eval().to(device)
+    return backbone, backbone.weights_hash()
