@@ -1,0 +1,544 @@
+"""The base class of every recommender (DESIGN.md section 5), in the spirit of Cornac's.
+
+A recommender declares its hyperparameters in ``params`` (name -> :class:`Param`), is built with
+keyword arguments that are validated by :meth:`Recommender._check_params`, learns from a
+:class:`~varsec.data.catalog.Dataset` with :meth:`Recommender.fit` and answers
+
+- ``score(users, items=None) -> [U, I]`` for catalog items (all items when ``items`` is None),
+- ``score_features(users, features) -> [U, B]`` and ``score_images(users, images) -> [U, B]``
+  for items given by content only (visual models). Such items are scored like cold items: by
+  their features or pixels, with no learned item factor and no item bias. ``score_images`` is
+  differentiable in the images (float32 NCHW in [0, 1]) so attacks can backpropagate to pixels.
+
+Checkpoints (:meth:`Recommender.save` / :meth:`Recommender.load`) carry the class name, the
+hyperparameters, the content hash of the training dataset, the shapes needed to rebuild the
+model, its state dict and its training log; they are written atomically.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from varsec.data.catalog import SPLIT_CODES, Dataset
+from varsec.errors import ConfigError, DataError, ModelError
+from varsec.io import atomic_path
+
+CHECKPOINT_FORMAT = "varsec-recommender"
+CHECKPOINT_VERSION = 1
+# Catalog images are turned into float tensors this many items at a time.
+IMAGE_BATCH = 512
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared hyperparameter: its default, type and admissible range or choices.
+
+    ``low``/``high`` are inclusive bounds unless ``low_open``/``high_open`` make them strict.
+    """
+
+    default: Any
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def expectation(self) -> str:
+        """What a valid value looks like, as words ("an integer >= 1")."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+                dict: "a mapping"}
+        words = noun.get(self.kind, f"a {self.kind.__name__}")
+        if self.low is not None:
+            words += f" {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            words += f"{' and' if self.low is not None else ''} "
+            words += f"{'<' if self.high_open else '<='} {self.high:g}"
+        return words
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` has the right type and lies in range."""
+        if not _has_kind(value, self.kind):
+            return False
+        if self.choices is not None:
+            return value in self.choices
+        if self.kind in (int, float):
+            if not math.isfinite(value):
+                return False
+            if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+                return False
+            if self.high is not None and (
+                value >= self.high if self.high_open else value > self.high
+            ):
+                return False
+        return True
+
+
+def _has_kind(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool | np.bool_)
+    if isinstance(value, bool | np.bool_):
+        return False
+    if kind is int:
+        return isinstance(value, int | np.integer)
+    if kind is float:
+        return isinstance(value, int | float | np.integer | np.floating)
+    return isinstance(value, kind)
+
+
+def _normalise(value: Any, kind: type) -> Any:
+    """Plain Python scalars, so hyperparameters serialise and compare cleanly."""
+    if kind is float:
+        return float(value)
+    if kind is int:
+        return int(value)
+    if kind is bool:
+        return bool(value)
+    if kind is dict:
+        return dict(value)
+    return value
+
+
+class Recommender(nn.Module):
+    """Base class: declared parameters, index checks, scoring API, checkpoints, seeds.
+
+    Subclasses set ``params``, implement ``_fit`` (build parameters and learn) and ``_score``;
+    visual models also implement ``_score_features`` and set ``visual = True``.
+    """
+
+    params: ClassVar[dict[str, Param]] = {
+        "seed": Param(0, int, low=0, doc="seed of initialisation and sampling"),
+        "device": Param("cpu", str, doc="torch device, e.g. 'cpu' or 'cuda'"),
+    }
+    visual: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+        cls.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec.default)
+                for name, spec in cls.params.items()
+            ]
+        )
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(hyperparameters) - set(self.params))
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no parameter {unknown[0]!r} "
+                f"(known: {', '.join(self.params)})."
+            )
+        values = {name: hyperparameters.get(name, p.default) for name, p in self.params.items()}
+        self.hp = SimpleNamespace(**values)
+        self._check_params()
+        for name, spec in self.params.items():
+            setattr(self.hp, name, _normalise(getattr(self.hp, name), spec.kind))
+        self.n_users = 0
+        self.n_items = 0
+        self.dataset_hash: str | None = None
+        self.training_log: list[dict[str, Any]] = []
+        self._fitted = False
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Validate every declared parameter; subclasses extend with cross-parameter checks."""
+        for name, spec in self.params.items():
+            value = getattr(self.hp, name)
+            if not spec.accepts(value):
+                raise ConfigError(
+                    f"{type(self).__name__} parameter {name} must be {spec.expectation()}, "
+                    f"got {value!r}."
+                )
+        try:
+            torch.device(self.hp.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(
+                f"{type(self).__name__} parameter device must name a torch device, "
+                f"got {self.hp.device!r}."
+            ) from exc
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters as a plain dict (what checkpoints record)."""
+        return dict(vars(self.hp))
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.hp.device)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(
+        self, dataset: Dataset, features: Any | None = None, *, extractor: Any | None = None
+    ) -> Self:
+        """Learn from the train part of ``dataset`` and return ``self``.
+
+        ``features`` (N x D) overrides the catalog's features for feature-based models;
+        ``extractor`` (a module with ``features(x)`` or a callable on float NCHW images) maps
+        images to features, both for catalogs without features and for :meth:`score_images`.
+        Everything random is drawn from ``seed``: the same seed gives the same model.
+        """
+        if not isinstance(dataset, Dataset):
+            raise DataError(f"fit expects a varsec Dataset, got {type(dataset).__name__}.")
+        if part_size(dataset, "train") == 0:
+            raise DataError("the dataset's train part is empty: there is nothing to learn from.")
+        self._fitted = False  # until this fit succeeds
+        self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        self.dataset_hash = dataset.content_hash()
+        self.training_log = []
+        with self.seeded():
+            self._fit(dataset, features, extractor)
+        self._fitted = True
+        self.eval()
+        self.refresh()
+        return self
+
+    def _fit(self, dataset: Dataset, features: Any | None, extractor: Any | None) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def seeded(self, offset: int = 0) -> Iterator[None]:
+        """Run a block with torch's global RNG seeded from ``seed`` (restored afterwards)."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.hp.seed + offset)
+            yield
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A fresh CPU torch.Generator seeded from ``seed`` and ``offset``."""
+        return torch.Generator().manual_seed(self.hp.seed * 1_000_003 + offset)
+
+    def refresh(self) -> None:
+        """Recompute cached per-item tables from the current parameters (after training steps)."""
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score(self, users: Any, items: Any | None = None) -> Tensor:
+        """Scores of ``users`` for catalog ``items`` (all items when None): a [U, I] tensor.
+
+        Cold items are scored from their content only. Scoring is inference: no gradients.
+        """
+        self._require_fitted()
+        user_index = self.user_index(users)
+        item_index = None if items is None else self.item_index(items)
+        with torch.no_grad():
+            return self._score(user_index, item_index)
+
+    def _score(self, users: Tensor, items: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def score_features(self, users: Any, features: Tensor) -> Tensor:
+        """Scores [U, B] of ``users`` for B items given only by their visual features."""
+        self._require_visual("score features")
+        user_index = self.user_index(users)
+        return self._score_features(user_index, self._check_features_input(features))
+
+    def _score_features(self, users: Tensor, features: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score_images(self, users: Any, images: Tensor) -> Tensor:
+        """Scores [U, B] of ``users`` for B items given only by their images (float NCHW [0, 1]).
+
+        Differentiable in ``images``: the image-to-feature map runs inside, so an attack can
+        backpropagate a function of the scores to the pixels.
+        """
+        self._require_visual("score images")
+        user_index = self.user_index(users)
+        return self._score_images(user_index, self._check_images_input(images))
+
+    def _score_images(self, users: Tensor, images: Tensor) -> Tensor:
+        return self._score_features(users, self.image_features(images))
+
+    def attach_extractor(self, extractor: Any | None) -> None:
+        """Set the frozen image -> feature map behind :meth:`score_images` (None detaches).
+
+        The extractor is not part of the model's parameters or checkpoint: after
+        :meth:`load`, attach it again. It is put in eval mode (batch norm uses running stats).
+        """
+        if extractor is not None:
+            as_feature_map(extractor)
+            if isinstance(extractor, nn.Module):
+                extractor.eval()
+        object.__setattr__(self, "_extractor", extractor)
+
+    def image_features(self, images: Tensor) -> Tensor:
+        """The features the model sees for float NCHW images (differentiable in the images)."""
+        extractor = getattr(self, "_extractor", None)
+        if extractor is None:
+            raise ModelError(
+                f"{type(self).__name__} has no image extractor: pass extractor= to fit() or "
+                "call attach_extractor() before scoring images."
+            )
+        features = as_feature_map(extractor)(images).reshape(len(images), -1)
+        if self.feature_dim is not None and features.shape[1] != self.feature_dim:
+            raise ModelError(
+                f"the extractor gives {features.shape[1]}-d features, but "
+                f"{type(self).__name__} was trained on {self.feature_dim}-d features."
+            )
+        return features.to(self.device)
+
+    @property
+    def feature_dim(self) -> int | None:
+        """Width of the feature vectors ``score_features`` takes, when the model has one."""
+        return getattr(self, "_feature_dim", None)
+
+    # -- input checks -------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if not self._fitted:
+            raise ModelError(f"{type(self).__name__} is not fitted: call fit(dataset) first.")
+
+    def _require_visual(self, action: str) -> None:
+        if not self.visual:
+            raise ModelError(f"{type(self).__name__} is not a visual model: it cannot {action}.")
+        self._require_fitted()
+
+    def user_index(self, users: Any) -> Tensor:
+        """Users as a LongTensor on the model's device; out-of-range indices raise DataError."""
+        self._require_fitted()
+        return _check_index(users, self.n_users, "user", self.device)
+
+    def item_index(self, items: Any) -> Tensor:
+        """Items as a LongTensor on the model's device; out-of-range indices raise DataError."""
+        self._require_fitted()
+        return _check_index(items, self.n_items, "item", self.device)
+
+    def _check_features_input(self, features: Any) -> Tensor:
+        tensor = torch.as_tensor(features, dtype=torch.float32, device=self.device)
+        dim = self.feature_dim
+        if tensor.ndim != 2 or (dim is not None and tensor.shape[1] != dim):
+            raise DataError(
+                f"{type(self).__name__} scores feature vectors of shape (B, {dim}), "
+                f"got {tuple(tensor.shape)}."
+            )
+        return tensor
+
+    def _check_images_input(self, images: Any) -> Tensor:
+        if not isinstance(images, Tensor) or not images.is_floating_point() or images.ndim != 4:
+            raise DataError(
+                "images must be a float tensor of shape (B, C, H, W) with values in [0, 1]."
+            )
+        return images.to(self.device)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _shapes(self) -> dict[str, Any]:
+        """Whatever beyond the hyperparameters is needed to rebuild the parameter shapes."""
+        return {}
+
+    def _build(self, shapes: dict[str, Any]) -> None:
+        """Create parameters and buffers of the right shapes (values come from a state dict)."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint to ``path`` atomically and return the path."""
+        self._require_fitted()
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "class": type(self).__name__,
+            "hyperparameters": self.hyperparameters,
+            "dataset_hash": self.dataset_hash,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "shapes": self._shapes(),
+            "training_log": self.training_log,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> Recommender:
+        """Rebuild a model saved by :meth:`save` (of this class or a subclass)."""
+        payload = _read_checkpoint(Path(path))
+        klass = _REGISTRY.get(payload["class"])
+        if klass is None or not issubclass(klass, cls):
+            raise ModelError(
+                f"{path}: holds a {payload['class']} checkpoint, not a {cls.__name__}."
+            )
+        hyperparameters = dict(payload["hyperparameters"])
+        if device is not None:
+            hyperparameters["device"] = device
+        model = klass(**hyperparameters)
+        model.n_users, model.n_items = payload["n_users"], payload["n_items"]
+        model.dataset_hash = payload["dataset_hash"]
+        model.training_log = list(payload["training_log"])
+        model._build(payload["shapes"])
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as exc:
+            raise ModelError(f"{path}: the state dict does not fit {klass.__name__}.") from exc
+        model.to(model.device)
+        model._fitted = True
+        model.eval()
+        return model
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint file.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a foreign or corrupted file
+        raise ModelError(f"{path}: not a readable varsec recommender checkpoint ({exc}).") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path}: not a varsec recommender checkpoint.")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise ModelError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported "
+            f"(expected {CHECKPOINT_VERSION})."
+        )
+    return payload
+
+
+def _check_index(values: Any, size: int, what: str, device: torch.device) -> Tensor:
+    if isinstance(values, Tensor):
+        if values.is_floating_point() or values.dtype == torch.bool:
+            raise DataError(f"{what} indices must be integers, got a {values.dtype} tensor.")
+        index = values.reshape(-1).to(device=device, dtype=torch.long)
+    else:
+        array = np.atleast_1d(np.asarray(values))
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise DataError(f"{what} indices must be integers, got dtype {array.dtype}.")
+        index = torch.as_tensor(array.reshape(-1).astype(np.int64), device=device)
+    if index.numel():
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= size:
+            bad = low if low < 0 else high
+            raise DataError(
+                f"{what} index {bad} is unknown to the model: it knows {size} {what}s "
+                f"(indices 0 to {size - 1})."
+            )
+    return index
+
+
+# -- helpers shared by the models -------------------------------------------------------------
+def catalog_images_tensor(dataset: Dataset, model_name: str) -> Tensor:
+    """The catalog's uint8 images as a tensor (no copy to float); features-only -> DataError."""
+    catalog = dataset.catalog
+    if catalog.images is None:
+        raise DataError(
+            f"{model_name} learns from pixels, but catalog {catalog.name!r} is features-only "
+            "(it holds no images)."
+        )
+    return torch.from_numpy(np.ascontiguousarray(catalog.images))
+
+
+def to_float_images(images_uint8: Tensor, device: torch.device) -> Tensor:
+    """uint8 NCHW -> float32 NCHW in [0, 1] on ``device``."""
+    return images_uint8.to(device).float().div_(255.0)
+
+
+def as_feature_map(extractor: Any) -> Callable[[Tensor], Tensor]:
+    """The image -> feature function of an extractor (its ``features`` method, else itself)."""
+    if hasattr(extractor, "features") and callable(extractor.features):
+        return extractor.features
+    if callable(extractor):
+        return extractor
+    raise ConfigError(
+        "extractor must be a module with features(x) or a callable, "
+        f"got {type(extractor).__name__}."
+    )
+
+
+def resolve_features(
+    dataset: Dataset, features: Any | None, extractor: Any | None, model_name: str
+) -> Tensor:
+    """The N x D float32 feature matrix a feature-based model trains on.
+
+    Order of precedence: the ``features`` argument, the catalog's features, then ``extractor``
+    run over the catalog's images. Neither -> DataError naming the catalog.
+    """
+    n_items = dataset.n_items
+    if features is not None:
+        matrix = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if matrix.ndim != 2 or matrix.shape[0] != n_items:
+            raise DataError(
+                f"{model_name}: features have shape {tuple(matrix.shape)}, expected "
+                f"({n_items}, D) for catalog {dataset.catalog.name!r}."
+            )
+        if not torch.isfinite(matrix).all():
+            raise DataError(f"{model_name}: features hold NaN or inf values.")
+        return matrix
+    if dataset.catalog.features is not None:
+        return torch.from_numpy(np.asarray(dataset.catalog.features, dtype=np.float32))
+    if extractor is None:
+        raise DataError(
+            f"{model_name} needs visual features, but catalog {dataset.catalog.name!r} has none "
+            "and no extractor was given to compute them from its images."
+        )
+    images = catalog_images_tensor(dataset, model_name)
+    return extract_features(as_feature_map(extractor), images)
+
+
+def extract_features(feature_map: Callable[[Tensor], Tensor], images_uint8: Tensor) -> Tensor:
+    """Run ``feature_map`` over uint8 images in batches, without gradients; float32 on CPU."""
+    device = _callable_device(feature_map)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(images_uint8), IMAGE_BATCH):
+            batch = to_float_images(images_uint8[start : start + IMAGE_BATCH], device)
+            chunks.append(feature_map(batch).float().reshape(len(batch), -1).cpu())
+    return torch.cat(chunks)
+
+
+def _callable_device(feature_map: Callable[[Tensor], Tensor]) -> torch.device:
+    owner = getattr(feature_map, "__self__", feature_map)
+    if isinstance(owner, nn.Module):
+        for tensor in owner.parameters():
+            return tensor.device
+    return torch.device("cpu")
+
+
+def warm_item_mask(dataset: Dataset) -> Tensor:
+    """Bool [N]: True for items that may carry learned item parameters (not cold)."""
+    mask = torch.ones(dataset.n_items, dtype=torch.bool)
+    mask[torch.as_tensor(dataset.cold_items, dtype=torch.long)] = False
+    return mask
+
+
+def train_lists(dataset: Dataset) -> tuple[Tensor, Tensor]:
+    """The train part's (users, items) as LongTensors."""
+    train = dataset.part("train")
+    return torch.as_tensor(train.user), torch.as_tensor(train.item)
+
+
+def part_size(dataset: Dataset, name: str) -> int:
+    """Number of interactions in one split part (``Dataset.part`` refuses empty parts)."""
+    if dataset.split is None:
+        raise DataError("this dataset has no split; run a splitter first.")
+    return int(np.count_nonzero(dataset.split == SPLIT_CODES[name]))
+
+
+__all__ = [
+    "Param",
+    "Recommender",
+    "as_feature_map",
+    "catalog_images_tensor",
+    "extract_features",
+    "part_size",
+    "resolve_features",
+    "to_float_images",
+    "train_lists",
+    "warm_item_mask",
+]
