@@ -1,0 +1,486 @@
+"""The attack engine: one loop for every gradient attack, parameterised by an objective and a
+step rule (DESIGN.md section 7).
+
+Step rules (budgets in 8-bit levels, DESIGN.md section 2):
+
+* :class:`FGSMStep` (Goodfellow, Shlens & Szegedy, 2015): one signed step of size eps (L-inf), or
+  one normalised gradient step (L2, the "fast gradient method"); 002 eq 4.
+* :class:`PGDStep` (Madry et al., 2018): optional random start in the eps-ball, ``steps`` steps of
+  size ``alpha`` (signed for L-inf, normalised for L2), each followed by projection onto the
+  eps-ball intersected with [0, 1]. The L-inf update is torchattacks' exactly.
+* :class:`AdamStep` (Liu & Larson, AIP 000 Alg. 1): Adam on the perturbation δ, then
+  ``δ <- clip(δ, -eps, eps)`` and ``x' = clip(x + δ, 0, 1)`` after every step.
+* :class:`~varsec.attacks.cw.CWL2Step` and :class:`~varsec.attacks.cw.CWLinfStep` (Carlini & Wagner,
+  2017; the thesis' penalty form) live in :mod:`varsec.attacks.cw`.
+
+:func:`run_attack` attacks a batch of images: it freezes the objective's networks (eval mode, no
+parameter gradients), seeds every random draw, applies the EOT / BPDA transform hook
+(:mod:`varsec.attacks.transforms`) in front of the objective, stops each image as soon as its
+*quantised* version succeeds (``early_stop``), and returns uint8 images that honour the budget
+(:func:`varsec.attacks.quantize.quantize`). Nothing float ever leaves the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from varsec.attacks.objectives import Objective
+from varsec.attacks.quantize import (
+    LEVELS,
+    check_alpha,
+    check_eps,
+    check_norm,
+    check_steps,
+    quantize,
+    to_float,
+)
+from varsec.attacks.transforms import TransformHook
+from varsec.errors import ConfigError
+from varsec.io import progress
+
+Rows = Tensor | None  # active rows of a batch (None: all of them)
+
+
+# --------------------------------------------------------------------------------------------
+# The problem a step rule solves: one batch, its objective and transform hook
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    """One batch of clean images (float, on the 8-bit grid) and what to maximise on them."""
+
+    objective: Objective
+    hook: TransformHook
+    clean: Tensor
+    index: Tensor
+    eps: float | None
+    norm: str
+    early_stop: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.clean)
+
+    def rows_of(self, tensor: Tensor, rows: Rows) -> Tensor:
+        """``tensor`` restricted to the active ``rows`` (the tensor itself when all are)."""
+        return tensor if rows is None else tensor[rows]
+
+    def _index(self, rows: Rows) -> Tensor:
+        return self.index if rows is None else self.index[rows.cpu()]
+
+    def value(self, x: Tensor, rows: Rows, kind: str = "loss") -> Tensor:
+        """The objective (``loss`` to maximise or ``cw`` to minimise), averaged over EOT draws."""
+        function = self.objective.loss if kind == "loss" else self.objective.cw_loss
+        index = self._index(rows)
+        total = function(self.hook(x), index)
+        for _ in range(self.hook.draws - 1):
+            total = total + function(self.hook(x), index)
+        return total / self.hook.draws if self.hook.draws > 1 else total
+
+    def gradient(self, x: Tensor, rows: Rows) -> Tensor:
+        """Gradient of the objective's total ``loss`` with respect to the images ``x``."""
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.value(x, rows).sum(), x)
+        return grad
+
+    @torch.no_grad()
+    def succeeded(self, images_uint8: Tensor, rows: Rows) -> Tensor | None:
+        """Success of quantised images (one transform draw), or None without such a notion."""
+        if not self.objective.has_success:
+            return None
+        x = images_uint8.to(self.clean.device).float().div_(LEVELS)
+        result = self.objective.success(self.hook(x), self._index(rows))
+        return None if result is None else result.bool().cpu()
+
+    def quantize(self, adv: Tensor, rows: Rows) -> Tensor:
+        """uint8 images within the budget around the clean images of ``rows``."""
+        return quantize(adv, self.rows_of(self.clean, rows), self.eps, self.norm).cpu()
+
+
+@dataclass
+class BatchResult:
+    """What a step rule returns for one batch (uint8 images on the CPU)."""
+
+    images: Tensor
+    success: Tensor | None
+    steps: Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# Step rules
+# --------------------------------------------------------------------------------------------
+
+
+class StepRule(ABC):
+    """How an attack moves: its budget (``eps`` in 8-bit levels, ``norm``) and its loop."""
+
+    name: ClassVar[str] = ""
+    eps: float | None = None
+    norm: str = "linf"
+    steps: int = 1
+
+    @abstractmethod
+    def run(self, problem: Problem) -> BatchResult:
+        """Attack one batch."""
+
+    def describe(self) -> dict[str, Any]:
+        """The rule's settings (for manifests and results tables)."""
+        return {"attack": self.name, "eps": self.eps, "norm": self.norm, "steps": self.steps}
+
+
+class _Iterative(StepRule):
+    """A gradient-ascent loop with per-image early stopping on quantised success."""
+
+    random_start: bool = False
+
+    @abstractmethod
+    def init(self, problem: Problem) -> dict[str, Tensor]:
+        """The per-image state at step 0."""
+
+    @abstractmethod
+    def images(self, problem: Problem, state: dict[str, Tensor], rows: Rows) -> Tensor:
+        """The current adversarial images of ``rows``."""
+
+    @abstractmethod
+    def update(
+        self, problem: Problem, state: dict[str, Tensor], rows: Rows, x: Tensor, grad: Tensor
+    ) -> None:
+        """One step of ``rows`` from images ``x`` along the ascent gradient ``grad``."""
+
+    def run(self, problem: Problem) -> BatchResult:
+        state = self.init(problem)
+        out = torch.empty(problem.clean.shape, dtype=torch.uint8)
+        success = torch.zeros(problem.size, dtype=torch.bool)
+        steps = torch.full((problem.size,), self.steps, dtype=torch.long)
+        rows: Rows = None
+        check = problem.early_stop and problem.objective.has_success
+        for step in range(1, self.steps + 1):
+            x = self.images(problem, state, rows)
+            self.update(problem, state, rows, x, problem.gradient(x, rows))
+            if check and step < self.steps:
+                rows = self._stop_successes(problem, state, rows, out, success, steps, step)
+                if rows is not None and len(rows) == 0:
+                    return BatchResult(out, success, steps)
+        final = problem.quantize(self.images(problem, state, rows), rows)
+        cpu_rows = slice(None) if rows is None else rows.cpu()
+        out[cpu_rows] = final
+        done = problem.succeeded(final, rows)
+        if done is not None:
+            success[cpu_rows] = done
+        return BatchResult(out, success if problem.objective.has_success else None, steps)
+
+    def _stop_successes(self, problem: Problem, state: dict[str, Tensor], rows: Rows,
+                        out: Tensor, success: Tensor, steps: Tensor, step: int) -> Rows:
+        active = torch.arange(problem.size, device=problem.clean.device) if rows is None else rows
+        quantised = problem.quantize(self.images(problem, state, rows), rows)
+        done = problem.succeeded(quantised, rows)
+        if done is None or not bool(done.any()):
+            return rows
+        finished = active.cpu()[done]
+        out[finished], success[finished], steps[finished] = quantised[done], True, step
+        return active[~done.to(active.device)]
+
+    def _start(self, problem: Problem) -> Tensor:
+        """The starting images: clean, or a uniform random point of the eps-ball."""
+        clean = problem.clean
+        if not self.random_start:
+            return clean.clone()
+        radius = self.eps / LEVELS
+        if self.norm == "linf":
+            noise = torch.empty_like(clean).uniform_(-radius, radius)
+        else:
+            direction = torch.randn_like(clean)
+            norms = direction.flatten(1).norm(dim=1).clamp_min(1e-12)
+            scale = radius * torch.rand(len(clean), device=clean.device) / norms
+            noise = direction * scale.view(-1, *([1] * (clean.ndim - 1)))
+        return (clean + noise).clamp_(0.0, 1.0)
+
+
+def _per_image_view(values: Tensor, like: Tensor) -> Tensor:
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+def project(adv: Tensor, clean: Tensor, eps: float, norm: str) -> Tensor:
+    """Project ``adv`` onto the eps-ball (8-bit levels) around ``clean``, intersected with [0, 1].
+
+    The L-inf form is torchattacks': ``clamp(clean + clamp(adv - clean, -r, r), 0, 1)``.
+    """
+    radius = eps / LEVELS
+    delta = adv - clean
+    if norm == "linf":
+        delta = delta.clamp_(-radius, radius)
+    else:
+        norms = delta.flatten(1).norm(dim=1)
+        factor = (radius / norms.clamp_min(1e-12)).clamp_(max=1.0)
+        delta = delta * _per_image_view(factor, delta)
+    return (clean + delta).clamp_(0.0, 1.0)
+
+
+class PGDStep(_Iterative):
+    """Projected gradient ascent (Madry et al., 2018) in L-inf or L2; 002 sec 3.1.
+
+    ``alpha`` (8-bit levels) defaults to Madry's ``2.5 * eps / steps``; a step larger than eps
+    is warned about. L-inf steps are ``alpha * sign(g)``, L2 steps ``alpha * g / ||g||_2``.
+    """
+
+    name = "pgd"
+
+    def __init__(
+        self,
+        eps: float = 8,
+        alpha: float | None = None,
+        steps: int = 10,
+        random_start: bool = True,
+        norm: str = "linf",
+    ) -> None:
+        self.norm = check_norm(norm)
+        self.eps = check_eps(eps, norm=self.norm)
+        self.steps = check_steps(steps)
+        self.alpha = (2.5 * self.eps / self.steps if alpha is None
+                      else check_alpha(alpha, self.eps))
+        self.random_start = bool(random_start)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "alpha": self.alpha, "random_start": self.random_start}
+
+    def init(self, problem: Problem) -> dict[str, Tensor]:
+        return {"adv": self._start(problem)}
+
+    def images(self, problem: Problem, state: dict[str, Tensor], rows: Rows) -> Tensor:
+        return problem.rows_of(state["adv"], rows)
+
+    def update(
+        self, problem: Problem, state: dict[str, Tensor], rows: Rows, x: Tensor, grad: Tensor
+    ) -> None:
+        step = self.alpha / LEVELS
+        if self.norm == "linf":
+            moved = x + step * grad.sign()
+        else:
+            norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+            moved = x + grad * _per_image_view(step / norms, grad)
+        new = project(moved, problem.rows_of(problem.clean, rows), self.eps, self.norm)
+        if rows is None:
+            state["adv"] = new
+        else:
+            state["adv"][rows] = new
+
+
+class FGSMStep(PGDStep):
+    """The fast gradient sign method (Goodfellow et al., 2015; Yin et al. 002 eq 4).
+
+    One step of size eps from the clean image: ``x + eps * sign(g)`` (L-inf), or
+    ``x + eps * g / ||g||_2`` (L2), clipped to [0, 1]. No random start.
+    """
+
+    name = "fgsm"
+
+    def __init__(self, eps: float = 8, norm: str = "linf") -> None:
+        super().__init__(eps=eps, alpha=check_eps(eps, norm=norm), steps=1,
+                         random_start=False, norm=norm)
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.name, "eps": self.eps, "norm": self.norm, "steps": 1}
+
+
+class AdamStep(_Iterative):
+    """Adam on the perturbation with clipping (Liu & Larson, AIP 000 Alg. 1; sec 5.2.2).
+
+    δ starts at 0 (or a random point of the ball); each step Adam moves δ up the objective's
+    gradient with learning rate ``lr`` (8-bit levels per step at full Adam confidence), then
+    ``δ <- clip(δ, -eps, eps)`` and ``x' = clip(x + δ, 0, 1)`` (Alg. 1 lines 4-6; δ is kept equal
+    to ``x' - x``). The last iterate is quantised (line 8).
+    """
+
+    name = "adam"
+
+    def __init__(
+        self,
+        eps: float = 8,
+        lr: float = 1.0,
+        steps: int = 100,
+        betas: tuple[float, float] = (0.9, 0.999),
+        random_start: bool = False,
+    ) -> None:
+        self.eps = check_eps(eps)
+        self.norm = "linf"
+        self.steps = check_steps(steps)
+        self.lr = check_alpha(lr, self.eps, "lr")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}.")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.random_start = bool(random_start)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "lr": self.lr}
+
+    def init(self, problem: Problem) -> dict[str, Tensor]:
+        delta = self._start(problem) - problem.clean
+        zeros = torch.zeros_like(delta)
+        return {"delta": delta, "m": zeros, "v": zeros.clone(),
+                "t": torch.zeros(problem.size, device=delta.device)}
+
+    def images(self, problem: Problem, state: dict[str, Tensor], rows: Rows) -> Tensor:
+        return problem.rows_of(problem.clean, rows) + problem.rows_of(state["delta"], rows)
+
+    def update(
+        self, problem: Problem, state: dict[str, Tensor], rows: Rows, x: Tensor, grad: Tensor
+    ) -> None:
+        b1, b2 = self.betas
+        select = slice(None) if rows is None else rows
+        t = state["t"][select] + 1
+        m = b1 * state["m"][select] + (1 - b1) * grad
+        v = b2 * state["v"][select] + (1 - b2) * grad * grad
+        m_hat = m / _per_image_view(1 - b1**t, m)
+        v_hat = v / _per_image_view(1 - b2**t, v)
+        radius = self.eps / LEVELS
+        delta = state["delta"][select] + (self.lr / LEVELS) * m_hat / (v_hat.sqrt() + 1e-8)
+        clean = problem.rows_of(problem.clean, rows)
+        delta = (clean + delta.clamp_(-radius, radius)).clamp_(0.0, 1.0) - clean
+        state["t"][select], state["m"][select], state["v"][select] = t, m, v
+        state["delta"][select] = delta
+
+
+# --------------------------------------------------------------------------------------------
+# Running an attack
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttackResult:
+    """Quantised adversarial images (uint8, CPU) and per-image outcome of one attack run.
+
+    ``success`` is None when the objective has no notion of success; ``steps`` counts the steps
+    each image took (fewer than asked when it stopped early).
+    """
+
+    images: Tensor
+    success: Tensor | None
+    steps: Tensor
+    seconds: float
+    settings: dict[str, Any]
+
+    def float_images(self) -> Tensor:
+        """The adversarial images as float32 in [0, 1] (on the 8-bit grid)."""
+        return self.images.float().div_(LEVELS)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of images whose quantised version succeeded (None without success notion)."""
+        return None if self.success is None else float(self.success.float().mean())
+
+
+@contextlib.contextmanager
+def frozen(modules: list[nn.Module]) -> Iterator[None]:
+    """Eval mode and no parameter gradients for ``modules``; both restored afterwards."""
+    modes = [(m, m.training) for m in modules]
+    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    try:
+        for module in modules:
+            module.eval()
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+        for module, mode in modes:
+            module.train(mode)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded (restored afterwards)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    return batch_size
+
+
+def run_attack(
+    objective: Objective,
+    images: Any,
+    rule: StepRule,
+    *,
+    index: Any = None,
+    early_stop: bool = True,
+    transform: Any = None,
+    eot_samples: int = 1,
+    bpda: Any = False,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    desc: str = "attack",
+) -> AttackResult:
+    """Attack ``images`` (uint8, or float in [0, 1]) with ``rule`` on ``objective``.
+
+    ``index`` gives each image's position in the objective's per-image data (default
+    ``0..N-1``). ``transform``/``eot_samples``/``bpda`` put a (defense) transform in front of the
+    objective (:class:`~varsec.attacks.transforms.TransformHook`). With ``early_stop`` an image
+    stops at the first step whose *quantised* image succeeds. The same ``seed`` gives the same
+    images. Returns uint8 images within ``rule``'s budget.
+    """
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"objective must be a varsec Objective, got {type(objective).__name__}.")
+    if not isinstance(rule, StepRule):
+        raise ConfigError(f"rule must be a varsec StepRule, got {type(rule).__name__}.")
+    hook = transform if isinstance(transform, TransformHook) else TransformHook(
+        transform, eot_samples, bpda)
+    clean = to_float(images)
+    positions = torch.arange(len(clean)) if index is None else torch.as_tensor(index).long()
+    if positions.shape != (len(clean),):
+        raise ConfigError(f"index must hold one position per image ({len(clean)}).")
+    objective.check_size(int(positions.max()) + 1 if len(positions) else 0)
+    batch_size = _check_batch_size(batch_size)
+    target = torch.device(device) if device is not None else objective.device
+    started = time.perf_counter()
+    parts: list[BatchResult] = []
+    starts = range(0, len(clean), batch_size)
+    with frozen(objective.modules()), seeded(seed, target):
+        for start in progress(starts, total=len(starts), desc=desc):
+            stop = start + batch_size
+            problem = Problem(objective, hook, clean[start:stop].to(target),
+                              positions[start:stop], rule.eps, rule.norm, early_stop)
+            parts.append(rule.run(problem))
+    return _collect(parts, clean, time.perf_counter() - started, rule, hook, seed)
+
+
+def _collect(parts: list[BatchResult], clean: Tensor, seconds: float, rule: StepRule,
+             hook: TransformHook, seed: int) -> AttackResult:
+    if not parts:
+        empty = torch.zeros(clean.shape, dtype=torch.uint8)
+        return AttackResult(empty, None, torch.zeros(0, dtype=torch.long), seconds, {})
+    success = None if parts[0].success is None else torch.cat([p.success for p in parts])
+    settings = {**rule.describe(), "seed": seed, "eot_samples": hook.draws,
+                "bpda": hook.bpda is not False, "transform": hook.transform is not None}
+    return AttackResult(torch.cat([p.images for p in parts]), success,
+                        torch.cat([p.steps for p in parts]), seconds, settings)
+
+
+__all__ = [
+    "AdamStep",
+    "AttackResult",
+    "BatchResult",
+    "FGSMStep",
+    "PGDStep",
+    "Problem",
+    "StepRule",
+    "frozen",
+    "project",
+    "run_attack",
+    "seeded",
+]

@@ -1,0 +1,79 @@
+"""Tiny models for the attack tests, built here so the suite stays fast.
+
+* ``easy_classifier``: logistic regression on 3,000 real Fashion-MNIST images (trained in a
+  fraction of a second): an "easy" model for C&W vs FGSM.
+* ``small_cnn``: an untrained, seeded ``fmnist-cnn`` with narrow stages (torchattacks parity).
+* ``ranker``: a VBPR-like visual recommender on a fixed random feature map and ``first_stage``
+  a non-visual one, fitted on the ``quick`` simulation (see ``attack_helpers.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from attack_helpers import RandomFeatures, TinyBPR, TinyRanker
+from torch import nn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread (OpenMP spin-waits on busy shared cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def fmnist_batch(fmnist_small):
+    """32 real images (uint8) and their categories."""
+    images = torch.from_numpy(np.ascontiguousarray(fmnist_small.images[:32]))
+    labels = torch.from_numpy(fmnist_small.categories[:32]).long()
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def easy_classifier(fmnist_small):
+    """Logistic regression on the 3,000-item slice (about 80 % training accuracy)."""
+    torch.manual_seed(0)
+    x = torch.from_numpy(fmnist_small.images).float().div(255).flatten(1)
+    y = torch.from_numpy(fmnist_small.categories).long()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_cnn():
+    from varsec.vision import create_backbone
+
+    torch.manual_seed(0)
+    return create_backbone("fmnist-cnn", widths=(8, 16, 16)).eval()
+
+
+@pytest.fixture(scope="session")
+def simulated(fmnist_small):
+    """The ``quick`` simulation on the 3,000-item slice: 500 users, 2,100 items, 100 cold."""
+    from varsec.data import simulate_and_split
+
+    return simulate_and_split(fmnist_small, "quick", seed=0)
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    return RandomFeatures().eval()
+
+
+@pytest.fixture(scope="session")
+def ranker(simulated, extractor):
+    return TinyRanker(seed=0).fit(simulated, extractor=extractor)
+
+
+@pytest.fixture(scope="session")
+def first_stage(simulated):
+    return TinyBPR(seed=1).fit(simulated)

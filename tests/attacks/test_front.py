@@ -1,0 +1,78 @@
+"""The torchattacks-like front: calling convention, target modes, outputs on the 8-bit grid."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from varsec.attacks import CW, FGSM, PGD, PGDL2, CWLinf
+from varsec.errors import ConfigError
+
+
+def test_call_returns_float_images_on_the_grid_inside_the_ball(easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    x = images.float() / 255
+    adv = PGD(easy_classifier, eps=7.65, alpha=2, steps=4)(x, labels)
+    assert adv.dtype == torch.float32 and adv.shape == x.shape
+    assert torch.equal(torch.round(adv * 255), adv * 255)
+    assert float((adv - x).abs().max()) * 255 <= 7 + 1e-4
+
+
+def test_uint8_inputs_are_accepted(easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    result = FGSM(easy_classifier, eps=4).run(images, labels)
+    assert result.images.dtype == torch.uint8 and result.success is not None
+
+
+@pytest.mark.parametrize("mode", ["int", "tensor", "callable", "by_label"])
+def test_target_modes(mode, easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    attack = PGD(easy_classifier, eps=32, alpha=4, steps=10, random_start=False)
+    sevens = torch.full_like(labels, 7)
+    if mode == "int":
+        attack.targeted(7)
+        result = attack.run(images, labels)
+    elif mode == "tensor":
+        result = attack.targeted(sevens).run(images, labels)
+    elif mode == "callable":
+        result = attack.targeted(lambda x, y: torch.full_like(y, 7)).run(images, labels)
+    else:
+        result = attack.targeted(by_label=True).run(images, sevens)
+    with torch.no_grad():
+        predicted = easy_classifier(result.float_images()).argmax(1)
+    assert torch.equal(result.success, predicted == 7)
+    reference = PGD(easy_classifier, eps=32, alpha=4, steps=10, random_start=False).targeted(
+        7).run(images, labels)
+    assert torch.equal(result.images, reference.images)
+    assert result.success_rate > 0.25
+
+
+def test_untargeted_resets_the_mode(easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    attack = FGSM(easy_classifier, eps=8).targeted(3).untargeted()
+    assert "untargeted" in repr(attack)
+    result = attack.run(images, labels)
+    with torch.no_grad():
+        predicted = easy_classifier(result.float_images()).argmax(1)
+    assert torch.equal(result.success, predicted != labels)
+
+
+def test_l2_and_cw_fronts(easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    l2 = PGDL2(easy_classifier, eps=120, alpha=40, steps=4).run(images, labels)
+    norms = (l2.images.float() - images.float()).flatten(1).norm(dim=1)
+    assert float(norms.max()) <= 120 + 1e-4
+    linf = CWLinf(easy_classifier, eps=16, c=5.0, steps=20).run(images, labels)
+    assert int((linf.images.int() - images.int()).abs().max()) <= 16
+    capped = CW(easy_classifier, steps=20, eps=4).run(images, labels)
+    assert int((capped.images.int() - images.int()).abs().max()) <= 4
+
+
+def test_bad_front_inputs(easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    with pytest.raises(ConfigError, match="model must be callable"):
+        PGD(object())
+    with pytest.raises(ConfigError, match=r"eps must lie in \(0, 255\]"):
+        FGSM(easy_classifier, eps=0)
+    with pytest.raises(ConfigError, match=r"target must be class indices in \[0, 9\]"):
+        PGD(easy_classifier).targeted(12).run(images, labels)
