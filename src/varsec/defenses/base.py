@@ -1,0 +1,251 @@
+"""The base class of the input-transform defenses, and helpers shared by every defense module.
+
+An :class:`InputTransform` is an ``nn.Module`` on float32 N x C x H x W images in [0, 1] that
+returns images of the same shape, so it can sit in front of any extractor
+(``nn.Sequential(JPEG(quality=50), backbone)``) or in front of a recommender's ``score_images``.
+Its parameters are declared (``params``: name -> :class:`~varsec.recsys.base.Param`) and
+validated on construction (a :class:`~varsec.errors.ConfigError` naming the value), like ART's
+``params`` + ``_check_params``.
+
+Every transform declares the attack that knows it (DESIGN.md section 8: a defense is only called
+robust against the adaptive attacker): :meth:`InputTransform.adaptive_hook` returns the
+:class:`~varsec.attacks.transforms.TransformHook` the attack engine puts in front of its objective
+- BPDA with the identity as the straight-through stand-in for the non-differentiable transforms
+(JPEG, bit depth, median; Athalye, Carlini & Wagner 2018, sec 4.1) and EOT over ``T`` draws for
+the random one (resize + pad; Athalye et al. 2018). The non-adaptive attacker is the engine
+without a hook: it attacks the undefended model and the defense is applied afterwards.
+
+Measured images are honest (DESIGN.md section 2): :func:`defend_images` applies a transform to
+uint8 images and rounds the result back to uint8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from varsec.attacks.transforms import TransformHook
+from varsec.errors import ConfigError
+from varsec.recsys.base import Param
+
+ADAPTIVE_KINDS = ("bpda", "eot")
+_RANGE_SLACK = 1e-5  # float images may overshoot [0, 1] by rounding noise
+
+
+class InputTransform(nn.Module, ABC):
+    """A preprocessing defense with declared parameters and a declared adaptive attack.
+
+    Subclasses set ``name``, ``params``, ``adaptive`` (``"bpda"`` or ``"eot"``) and implement
+    :meth:`_transform`; extra cross-parameter checks go in :meth:`_check_params`.
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    adaptive: ClassVar[str] = "bpda"
+    channels: ClassVar[tuple[int, ...] | None] = None  # accepted channel counts (None: any)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(values) - set(self.params))
+        if unknown:
+            raise ConfigError(
+                f"{self.label} has no parameter {unknown[0]!r} (known: {', '.join(self.params)})."
+            )
+        for key, spec in self.params.items():
+            value = values.get(key, spec.default)
+            if value is not None or spec.default is not None:
+                self._check_value(key, spec, value)
+            setattr(self, key, _plain(value, spec.kind))
+        self._check_params()
+
+    @classmethod
+    def from_params(cls, **values: Any) -> InputTransform:
+        """Build from a config mapping; an unknown name is a ConfigError listing the known."""
+        unknown = sorted(set(values) - set(cls.params))
+        if unknown:
+            raise ConfigError(
+                f"{cls.label} has no parameter {unknown[0]!r} (known: {', '.join(cls.params)})."
+            )
+        return cls(**values)
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _check_value(self, key: str, spec: Param, value: Any) -> None:
+        if not spec.accepts(value):
+            raise ConfigError(
+                f"{self.label} parameter {key} must be {spec.expectation()}, got {value!r}."
+            )
+
+    def _check_params(self) -> None:
+        """Cross-parameter checks (subclasses); single values are checked from ``params``."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The declared parameters and their values (for manifests and results tables)."""
+        return {key: getattr(self, key) for key in self.params}
+
+    def describe(self) -> dict[str, Any]:
+        """Name, settings and adaptive attack of this defense."""
+        return {"defense": self.name, **self.settings, "adaptive": self.adaptive}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+
+    # -- the transform ------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """The defended images: float32 N x C x H x W in [0, 1], the shape of ``x``."""
+        self.check_images(x)
+        return self._transform(x)
+
+    @abstractmethod
+    def _transform(self, x: Tensor) -> Tensor:
+        """Transform a checked batch."""
+
+    def check_images(self, x: Tensor) -> None:
+        """A ConfigError unless ``x`` is a float N x C x H x W batch in [0, 1] it accepts."""
+        check_image_batch(x, self.label)
+        if self.channels is not None and x.shape[1] not in self.channels:
+            allowed = " or ".join(str(c) for c in self.channels)
+            raise ConfigError(
+                f"{self.label} takes {allowed}-channel images, got {x.shape[1]} channels."
+            )
+
+    # -- the attack that knows it ---------------------------------------------------------------
+    def adaptive_hook(self, eot_samples: int | None = None) -> TransformHook:
+        """The engine hook of the adaptive attack on this defense (BPDA or EOT, see module doc).
+
+        ``eot_samples`` is the number of draws T an EOT hook averages over (default 10); it is
+        refused for the deterministic transforms, whose draws would all be the same.
+        """
+        if self.adaptive == "bpda":
+            if eot_samples not in (None, 1):
+                raise ConfigError(
+                    f"{self.label} is deterministic: its adaptive attack is BPDA, and EOT over "
+                    f"{eot_samples} draws would repeat one draw; leave eot_samples unset."
+                )
+            return TransformHook(self, 1, True)
+        samples = 10 if eot_samples is None else eot_samples
+        return TransformHook(self, samples, False)
+
+    def defend(self, images: Any, batch_size: int = 256) -> Tensor:
+        """uint8 images defended and rounded back to uint8 (honest quantisation)."""
+        return defend_images(self, images, batch_size=batch_size)
+
+
+def check_image_batch(x: Any, what: str) -> None:
+    """A ConfigError unless ``x`` is a float N x C x H x W tensor with values in [0, 1]."""
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ConfigError(f"{what}: images must be an N x C x H x W tensor, got {shape}.")
+    if not x.is_floating_point():
+        raise ConfigError(
+            f"{what}: images must be float in [0, 1], got {x.dtype} (use x.float() / 255)."
+        )
+    if x.numel():
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+            raise ConfigError(
+                f"{what}: images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]."
+            )
+
+
+def _plain(value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    if kind is float:
+        return float(value)
+    if kind is int:
+        return int(value)
+    if kind is bool:
+        return bool(value)
+    return value
+
+
+def as_uint8_tensor(images: Any, what: str = "images") -> Tensor:
+    """uint8 N x C x H x W images (numpy or torch) as a CPU tensor; a ConfigError otherwise."""
+    tensor = images if isinstance(images, Tensor) else torch.as_tensor(np.asarray(images))
+    if tensor.dtype != torch.uint8 or tensor.ndim != 4:
+        raise ConfigError(
+            f"{what} must be uint8 N x C x H x W images, got {tensor.dtype} with shape "
+            f"{tuple(tensor.shape)}."
+        )
+    return tensor
+
+
+@torch.no_grad()
+def defend_images(
+    transform: Callable[[Tensor], Tensor],
+    images: Any,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    """Apply ``transform`` to uint8 images in batches and round the result to uint8 (CPU).
+
+    ``transform`` is any callable on float images in [0, 1] (an :class:`InputTransform`, a
+    reconstruction network, a composition). Modules are run in eval mode.
+    """
+    pixels = as_uint8_tensor(images)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    target = torch.device(device) if device is not None else module_device(transform)
+    out = torch.empty_like(pixels)
+    modes = _eval_modes(transform)
+    try:
+        for start in range(0, len(pixels), batch_size):
+            x = pixels[start : start + batch_size].to(target).float().div_(255.0)
+            y = transform(x)
+            out[start : start + len(x)] = torch.round(y.clamp(0, 1) * 255.0).to(torch.uint8).cpu()
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+    return out
+
+
+def _eval_modes(transform: Any) -> list[tuple[nn.Module, bool]]:
+    if not isinstance(transform, nn.Module):
+        return []
+    modes = [(m, m.training) for m in transform.modules()]
+    transform.eval()
+    return modes
+
+
+def module_device(module: Any) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU when it has none)."""
+    if isinstance(module, nn.Module):
+        for tensor in module.parameters():
+            return tensor.device
+        for tensor in module.buffers():
+            return tensor.device
+    return torch.device("cpu")
+
+
+def module_hash(kind: str, config: dict[str, Any], module: nn.Module) -> str:
+    """sha256 over a module's kind, its architecture config and every parameter and buffer."""
+    digest = hashlib.sha256()
+    digest.update(kind.encode())
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for key, value in module.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode() + repr(tuple(tensor.shape)).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+__all__ = [
+    "ADAPTIVE_KINDS",
+    "InputTransform",
+    "as_uint8_tensor",
+    "check_image_batch",
+    "defend_images",
+    "module_device",
+    "module_hash",
+]

@@ -1,0 +1,212 @@
+"""Checkpoints of the reconstruction network and the detector (like the vision layer's).
+
+Each is one ``torch.save`` dict written atomically and read with ``weights_only=True``: the
+architecture config, the weights, the training config, provenance hashes (extractor, dataset,
+recommender), metrics, and a weights hash verified on load. A detector checkpoint also records
+the hash of the reconstruction network it was trained with and its threshold with how it was set;
+loading it next to another reconstruction network is a :class:`~varsec.errors.ModelError`,
+because its distances are only meaningful against the ``T`` it learned with.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from varsec import __version__
+from varsec.defenses import detector as det
+from varsec.defenses import reconstruction as rec
+from varsec.errors import ConfigError, ModelError
+from varsec.io import atomic_path
+from varsec.vision.base import load_state_into
+from varsec.vision.registry import backbone_parameters, create_backbone
+
+VERSION = 1
+RECONSTRUCTION_FILE = "reconstruction.pt"
+DETECTOR_FILE = "detector.pt"
+
+
+@dataclass
+class ReconstructionCheckpoint:
+    """A loaded reconstruction network (eval mode) and what its file records."""
+
+    network: rec.ReconstructionNet
+    path: Path
+    weights_hash: str
+    train_config: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DetectorCheckpoint:
+    """A loaded detector (eval mode, threshold restored) and what its file records."""
+
+    detector: det.ContrastiveDetector
+    path: Path
+    weights_hash: str
+    reconstruction_hash: str
+    train_config: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _payload(kind: str, module: Any, **extra: Any) -> dict[str, Any]:
+    return {"format": kind, "version": VERSION, "varsec_version": __version__,
+            "config": module.config, "weights_hash": module.weights_hash(),
+            "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, **extra}
+
+
+def _write(path: str | os.PathLike[str], payload: dict[str, Any]) -> str:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return payload["weights_hash"]
+
+
+def save_reconstruction(
+    path: str | os.PathLike[str],
+    network: rec.ReconstructionNet,
+    *,
+    train_config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Write ``network`` atomically; returns its weights hash.
+
+    ``provenance`` records what it was trained against (extractor, dataset, recommender hashes).
+    """
+    return _write(path, _payload(rec.KIND, network, train_config=train_config,
+                                 provenance=provenance or {}, metrics=metrics or {}))
+
+
+def save_detector(
+    path: str | os.PathLike[str],
+    detector: det.ContrastiveDetector,
+    reconstruction: rec.ReconstructionNet | str,
+    *,
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Write ``detector`` paired with ``reconstruction`` (the network or its weights hash)."""
+    paired = reconstruction if isinstance(reconstruction, str) else reconstruction.weights_hash()
+    calibration = None if detector.calibration is None else detector.calibration.to_dict()
+    return _write(path, _payload(det.KIND, detector, reconstruction_hash=paired,
+                                 threshold=detector.threshold, calibration=calibration,
+                                 train_config=train_config, metrics=metrics or {}))
+
+
+def _read(path: Path, kind: str, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such {what} checkpoint file.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and EOF errors for bad files
+        raise ModelError(f"{path}: not a readable varsec {what} checkpoint "
+                         f"({type(exc).__name__}).") from exc
+    if not isinstance(payload, dict) or payload.get("format") != kind:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelError(f"{path}: not a varsec {what} checkpoint (format {found!r}).")
+    if payload.get("version", 0) > VERSION:
+        raise ModelError(f"{path}: checkpoint version {payload.get('version')} is newer than "
+                         f"this varsec reads ({VERSION}); upgrade varsec.")
+    return payload
+
+
+def _verify(module: Any, payload: dict[str, Any], path: Path, verify: bool) -> str:
+    digest = module.weights_hash()
+    if verify and digest != payload.get("weights_hash"):
+        raise ModelError(f"{path}: weights do not match the recorded hash (corrupted?).")
+    return digest
+
+
+def load_reconstruction(path: str | os.PathLike[str], *, device: str = "cpu",
+                        verify: bool = True) -> ReconstructionCheckpoint:
+    """Read a reconstruction network written by :func:`save_reconstruction`."""
+    path = Path(path)
+    payload = _read(path, rec.KIND, "reconstruction network")
+    try:
+        network = rec.ReconstructionNet(**payload["config"])
+    except (ConfigError, TypeError) as exc:
+        raise ModelError(f"{path}: cannot rebuild its reconstruction network ({exc}).") from exc
+    load_state_into(network, payload["state_dict"], arch="reconstruction network",
+                    source=str(path))
+    digest = _verify(network, payload, path, verify)
+    network.eval().to(device)
+    return ReconstructionCheckpoint(network, path, digest, payload.get("train_config"),
+                                    payload.get("provenance") or {}, payload.get("metrics") or {})
+
+
+def _build_detector(config: dict[str, Any], path: Path) -> det.ContrastiveDetector:
+    kwargs = dict(config.get("backbone_kwargs") or {})
+    name = config["backbone"]
+    try:
+        if "weights" in backbone_parameters(name):
+            kwargs["weights"] = None  # the checkpoint's own weights replace pretrained ones
+        encoder = create_backbone(name, **kwargs)
+        return det.ContrastiveDetector(
+            encoder, layer=config.get("layer"), embed_dim=config["embed_dim"],
+            hidden_dim=config["hidden_dim"], temperature=config["temperature"])
+    except (ConfigError, KeyError) as exc:
+        raise ModelError(f"{path}: cannot rebuild its detector ({exc}).") from exc
+
+
+def load_detector(
+    path: str | os.PathLike[str],
+    reconstruction: rec.ReconstructionNet | str,
+    *,
+    device: str = "cpu",
+    verify: bool = True,
+) -> DetectorCheckpoint:
+    """Read a detector written by :func:`save_detector`, paired with ``reconstruction``.
+
+    ``reconstruction`` is the network the detector will score against (or its weights hash);
+    one other than the network the detector was trained with is a ModelError.
+    """
+    path = Path(path)
+    payload = _read(path, det.KIND, "detector")
+    expected = payload.get("reconstruction_hash")
+    given = reconstruction if isinstance(reconstruction, str) else reconstruction.weights_hash()
+    if given != expected:
+        raise ModelError(
+            f"{path}: this detector was trained with reconstruction network {str(expected)[:12]}, "
+            f"not with the given one ({given[:12]}); its distances are only meaningful against "
+            "its own network."
+        )
+    detector = _build_detector(payload["config"], path)
+    load_state_into(detector, payload["state_dict"], arch="detector", source=str(path))
+    digest = _verify(detector, payload, path, verify)
+    if payload.get("calibration") is not None:
+        detector.calibration = det.Calibration(**payload["calibration"])
+        detector.threshold = detector.calibration.threshold
+    elif payload.get("threshold") is not None:
+        detector.set_threshold(float(payload["threshold"]), source=str(path))
+    detector.eval().to(device)
+    return DetectorCheckpoint(detector, path, digest, str(expected),
+                              payload.get("train_config"), payload.get("metrics") or {})
+
+
+def load_defense(directory: str | os.PathLike[str], *, device: str = "cpu",
+                 verify: bool = True) -> tuple[ReconstructionCheckpoint, DetectorCheckpoint | None]:
+    """The reconstruction network and (when present) the detector of a ``train-defense`` run."""
+    directory = Path(directory)
+    loaded = load_reconstruction(directory / RECONSTRUCTION_FILE, device=device, verify=verify)
+    detector_path = directory / DETECTOR_FILE
+    if not detector_path.is_file():
+        return loaded, None
+    return loaded, load_detector(detector_path, loaded.network, device=device, verify=verify)
+
+
+__all__ = [
+    "DETECTOR_FILE",
+    "RECONSTRUCTION_FILE",
+    "DetectorCheckpoint",
+    "ReconstructionCheckpoint",
+    "load_defense",
+    "load_detector",
+    "load_reconstruction",
+    "save_detector",
+    "save_reconstruction",
+]
