@@ -1,0 +1,252 @@
+"""The attack stage: perturb item images with the attack layer and measure the perturbation.
+
+Output contract (what evaluations and the report read):
+
+* ``items.npy`` - int64 catalog indices of the attacked items (attack items for pairs);
+* ``adversarial.npy`` - their adversarial images, uint8 N x C x H x W (quantised, DESIGN.md
+  section 2);
+* ``pairs.npy`` - int64 P x 2 (attack item, target item), for item-to-item attacks;
+* ``adversarial/`` - a few PNGs (``<item>_clean.png``, ``<item>_adv.png``) for the report;
+* rows - ``success_rate`` (when the objective has one), ``feature_loss``, ``linf``, ``l2``,
+  ``psnr``, ``ssim`` and ``lpips`` (only when its weights are present), protocol ``attack``.
+
+Families (see :func:`varsec.study.schema.attack_family`): ``promotion`` (INSA / EXPA / c-SEMA on
+cold items, through the ranker of a two-stage recommender), ``category`` (targeted or untargeted
+classifier attacks on a source category), ``item2item`` (feature-cosine attacks on random
+(attacker, target) pairs of different categories), ``ranking`` (BPR-untargeted poisoning of every
+item image through a pairwise visual recommender).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from varsec.study.builtin.common import (
+    category_code,
+    extractor_features,
+    feature_layer,
+    load_backbone,
+    load_dataset,
+    load_model,
+    sample_cold_items,
+)
+from varsec.study.results import row
+from varsec.study.stages import (
+    StageContext,
+    StageOutput,
+    StageUnavailableError,
+    register_stage,
+)
+
+NOT_AVAILABLE = ("attack stages are not available yet: the attack layer (varsec.attacks, "
+                 "issue 5) does not provide {name} yet")
+_NEEDS = {"fgsm": "FGSMStep", "pgd": "PGDStep", "cw": "CWL2Step", "cw-linf": "CWLinfStep",
+          "insa": "INSA", "expa": "expa_objective", "csema": "csema_batch",
+          "bpr-untargeted": "poison_catalog"}
+
+
+def _reason(config: dict[str, Any]) -> str | None:
+    """Why this attack cannot run today (None when the attack layer provides it)."""
+    if config.get("through") is not None:
+        return ("adaptive attacks through a defense are not wired into the study runner yet "
+                "(varsec.attacks run_attack(transform=...) + varsec.defenses adaptive hooks)")
+    try:
+        import varsec.attacks as attacks
+    except ImportError:
+        return NOT_AVAILABLE.format(name=_NEEDS.get(config["kind"], config["kind"]))
+    needed = [_NEEDS.get(config["kind"], ""), "run_attack"]
+    if config["family"] == "ranking":
+        needed.append("poison_catalog")
+    missing = [name for name in needed if name and not hasattr(attacks, name)]
+    return NOT_AVAILABLE.format(name=", ".join(missing)) if missing else None
+
+
+def _rule(config: dict[str, Any]) -> Any:
+    from varsec.attacks import AdamStep, CWL2Step, CWLinfStep, FGSMStep, PGDStep
+
+    kind, eps, steps = config["kind"], config["eps"], config["steps"]
+    params = config["params"]
+    if kind == "fgsm" or (kind == "bpr-untargeted" and steps <= 1):
+        return FGSMStep(eps=eps)
+    if kind in ("pgd", "bpr-untargeted"):
+        return PGDStep(eps=eps, alpha=config["alpha"], steps=steps,
+                       random_start=params.get("random_start", True))
+    if kind in ("insa", "expa"):
+        return AdamStep(eps=eps, lr=params.get("lr", 1.0), steps=steps)
+    if kind == "cw":
+        return CWL2Step(c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 0.01),
+                        binary_search_steps=params.get("binary_steps", 5),
+                        eps=None if eps >= 255 else eps)
+    return CWLinfStep(eps=eps, c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 1.0),
+                      binary_search_steps=params.get("binary_steps", 1))
+
+
+def _images(dataset: Any, items: np.ndarray) -> np.ndarray:
+    if dataset.catalog.images is None:
+        raise StageUnavailableError(f"catalog {dataset.catalog.name!r} is features-only: pixel "
+                                    "attacks need images.")
+    return np.ascontiguousarray(np.asarray(dataset.catalog.images[items]))
+
+
+def _hook(config: dict[str, Any]) -> Any:
+    hook = config["hook_item"]
+    return None if hook in (None, "", "most-popular") else hook
+
+
+def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any,
+               target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import INSA, csema_batch, expa_objective, resolve_hook, run_attack
+
+    items = sample_cold_items(dataset, config["n_items"], config["seed"])
+    clean = _images(dataset, items)
+    ranker_output = target.inputs.get("ranker", target)
+    ranker = load_model(ranker_output, ctx.device)
+    params = config["params"]
+    if config["kind"] == "csema":
+        hook = resolve_hook(dataset, _hook(config))
+        hook_image = _images(dataset, np.array([hook]))[0]
+        options = {k: params[k] for k in ("size", "corner", "margin", "caption") if k in params}
+        return items, csema_batch(clean, hook_image, **options).numpy(), {"hook": int(hook)}
+    if config["kind"] == "insa":
+        objective = INSA(ranker, users_per_step=params.get("users_per_step"),
+                         aggregate=params.get("aggregate", "logsumexp"), seed=config["seed"])
+        info: dict[str, Any] = {}
+    else:
+        extractor_output = ranker_output.inputs.get("extractor")
+        if extractor_output is not None:
+            extractor, layer = load_backbone(extractor_output, ctx.device), \
+                feature_layer(extractor_output)
+        else:  # DVBPR: its own CNN is the feature extractor
+            extractor, layer = getattr(ranker, "backbone", ranker), None
+        objective = expa_objective(extractor, dataset, _hook(config), metric="l2", layer=layer)
+        info = {"hook": int(resolve_hook(dataset, _hook(config)))}
+    result = run_attack(objective, clean, _rule(config), seed=config["seed"],
+                        batch_size=params.get("batch_size", 64), device=ctx.device)
+    return items, result.images.numpy(), {**info, "success_rate": result.success_rate}
+
+
+def _category(ctx: StageContext, config: dict[str, Any], dataset: Any,
+              target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import ClassifierObjective, run_attack
+    from varsec.metrics.attack import classifier_success_rate
+
+    backbone = load_backbone(target, ctx.device)
+    categories = np.asarray(dataset.catalog.categories)
+    if config["source_category"] is not None:
+        items = np.flatnonzero(categories == category_code(dataset, config["source_category"]))
+    else:
+        items = np.arange(dataset.n_items)
+    if config["n_items"] and config["n_items"] < len(items):
+        rng = np.random.default_rng(config["seed"])
+        items = np.sort(rng.choice(items, config["n_items"], replace=False))
+    labels = categories[items]
+    goal = None
+    if config["objective"] == "classifier-targeted":
+        goal = np.full(len(items), category_code(dataset, config["target_category"]))
+    objective = ClassifierObjective(backbone, labels=labels, target=goal,
+                                    kappa=config["params"].get("kappa", 0.0))
+    result = run_attack(objective, _images(dataset, items), _rule(config), seed=config["seed"],
+                        batch_size=config["params"].get("batch_size", 128), device=ctx.device)
+    adversarial = result.images.numpy()
+    rate = classifier_success_rate(backbone, adversarial, labels=labels, target=goal)
+    return items, adversarial, {"success_rate": rate}
+
+
+def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any,
+           target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import FeatureTarget, run_attack
+    from varsec.metrics.attack import random_item_pairs
+
+    pairs = random_item_pairs(dataset.catalog.categories, int(config["n_items"] or 1000),
+                              seed=config["seed"])
+    targets, attackers = pairs[:, 0], pairs[:, 1]
+    backbone = load_backbone(target, ctx.device)
+    features = torch.as_tensor(extractor_features(target)[targets])
+    metric = "cosine" if config["objective"] != "feature-l2" else "l2"
+    objective = FeatureTarget(backbone, target_features=features, metric=metric,
+                              layer=feature_layer(target))
+    result = run_attack(objective, _images(dataset, attackers), _rule(config),
+                        seed=config["seed"], early_stop=False,
+                        batch_size=config["params"].get("batch_size", 128), device=ctx.device)
+    np.save(ctx.workdir / "pairs.npy", np.stack([attackers, targets], 1).astype(np.int64))
+    return attackers, result.images.numpy(), {}
+
+
+def _poison(ctx: StageContext, config: dict[str, Any], dataset: Any,
+            target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import poison_catalog
+
+    model = load_model(target, ctx.device)
+    items, result = poison_catalog(model, dataset, _rule(config), seed=config["seed"],
+                                   batch_size=config["params"].get("batch_size", 128))
+    return np.asarray(items), result.images.numpy(), {"success_rate": result.success_rate}
+
+
+_FAMILIES = {"promotion": _promotion, "category": _category, "item2item": _pairs,
+             "ranking": _poison}
+
+
+def _measure_rows(ctx: StageContext, config: dict[str, Any], clean: np.ndarray,
+                  adversarial: np.ndarray, extras: dict[str, Any],
+                  feature_source: StageOutput | None) -> list[dict[str, Any]]:
+    from varsec.metrics.image import image_measures
+
+    rows = []
+    if extras.get("success_rate") is not None:
+        rows.append(row("success_rate", extras["success_rate"], protocol="attack",
+                        n=len(clean)))
+    measures = image_measures(clean, adversarial)
+    for column in ("linf", "l2", "psnr", "ssim", "lpips"):
+        values = measures[column].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            rows.append(row(column, float(finite.mean()), protocol="attack", n=int(finite.size)))
+    ctx.info["lpips"] = measures.attrs.get("lpips")
+    if feature_source is not None:
+        from varsec.metrics.attack import feature_loss
+
+        backbone = load_backbone(feature_source, ctx.device)
+        loss = feature_loss(backbone, clean, adversarial, layer=feature_layer(feature_source))
+        rows.append(row("feature_loss", float(np.mean(loss)), protocol="attack", n=len(loss)))
+    return rows
+
+
+def _save_examples(ctx: StageContext, items: np.ndarray, clean: np.ndarray,
+                   adversarial: np.ndarray, count: int) -> None:
+    from PIL import Image
+
+    folder = ctx.workdir / "adversarial"
+    folder.mkdir()
+    for item, a, b in list(zip(items, clean, adversarial, strict=True))[:count]:
+        for name, image in (("clean", a), ("adv", b)):
+            array = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+            Image.fromarray(array).save(folder / f"{int(item)}_{name}.png")
+
+
+def _estimate(config: dict[str, Any], study: Any) -> float:
+    n = config.get("n_items") or 100
+    return 2.0 + n * max(1, config.get("steps", 1)) * 0.002
+
+
+@register_stage("attack", version="1", estimate=_estimate, available=_reason)
+def attack_stage(ctx: StageContext, config: dict[str, Any],
+                 inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
+    """Run the attack (see the module docstring for the outputs)."""
+    reason = _reason(config)
+    if reason:
+        raise StageUnavailableError(reason)
+    dataset = load_dataset(inputs["data"])
+    target = inputs["target"]
+    items, adversarial, extras = _FAMILIES[config["family"]](ctx, config, dataset, target)
+    adversarial = np.ascontiguousarray(adversarial, dtype=np.uint8)
+    clean = _images(dataset, items)
+    np.save(ctx.workdir / "items.npy", np.asarray(items, dtype=np.int64))
+    np.save(ctx.workdir / "adversarial.npy", adversarial)
+    _save_examples(ctx, items, clean, adversarial, config["save_images"])
+    feature_source = target if target.kind == "extractor" else target.find("extractor")
+    ctx.info.update({k: v for k, v in extras.items() if k != "success_rate"},
+                    items=len(items), family=config["family"], objective=config["objective"])
+    return _measure_rows(ctx, config, clean, adversarial, extras, feature_source)

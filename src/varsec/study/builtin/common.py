@@ -1,0 +1,219 @@
+"""Helpers shared by the built-in stage implementations: loading upstream outputs, test sets,
+replacing item images, and turning per-unit values into result rows."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from varsec.data.catalog import SPLIT_CODES, Dataset
+from varsec.errors import DataError
+from varsec.study.results import row, summary_ci
+from varsec.study.stages import StageOutput, StageUnavailableError
+
+_DATASETS: OrderedDict[str, Dataset] = OrderedDict()
+_MEMO_SIZE = 2
+
+
+def load_dataset(output: StageOutput) -> Dataset:
+    """The dataset a data stage saved (memoised per process: stages share it)."""
+    path = str(output.file("dataset"))
+    if path not in _DATASETS:
+        _DATASETS[path] = Dataset.load(path, verify=False)
+        while len(_DATASETS) > _MEMO_SIZE:
+            _DATASETS.popitem(last=False)
+    return _DATASETS[path]
+
+
+def load_backbone(output: StageOutput, device: str = "cpu") -> Any:
+    """The backbone an extractor stage saved (eval mode)."""
+    from varsec.vision.checkpoint import load_checkpoint
+
+    return load_checkpoint(output.file("extractor.pt"), device=device, verify=False).backbone
+
+
+def extractor_features(output: StageOutput) -> np.ndarray:
+    """The float32 N x D catalog features an extractor stage saved."""
+    return np.load(output.file("features.npy"))
+
+
+def feature_layer(output: StageOutput) -> str | None:
+    """The layer the extractor stage extracted (None: the backbone's default)."""
+    return output.info.get("layer")
+
+
+def load_model(output: StageOutput, device: str = "cpu") -> Any:
+    """The recommender a recommender stage saved, with its extractor attached when it has one."""
+    from varsec.recsys.base import Recommender
+
+    model = Recommender.load(output.file("model.pt"), device=device)
+    extractor = output.inputs.get("extractor")
+    if extractor is not None:
+        backbone = load_backbone(extractor, device)
+        layer = feature_layer(extractor)
+        model.attach_extractor(_FeatureMap(backbone, layer))
+    return model
+
+
+class _FeatureMap(torch.nn.Module):
+    """``images -> backbone.features(images, layer)`` as a module (what recommenders attach)."""
+
+    def __init__(self, backbone: Any, layer: str | None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.layer = layer
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.features(images, self.layer)
+
+
+def two_stage_parts(output: StageOutput, device: str = "cpu") -> tuple[Any, Any, int]:
+    """(first stage, ranker, k) of a two-stage recommender stage."""
+    first = load_model(output.inputs["first_stage"], device)
+    ranker = load_model(output.inputs["ranker"], device)
+    return first, ranker, int(output.config["k"])
+
+
+# -- users and test items -------------------------------------------------------------------------
+def test_items(dataset: Dataset, max_users: int | None, seed: int) -> np.ndarray:
+    """Each user's test item (-1 for none), restricted to a seeded sample of ``max_users``."""
+    test = dataset.part("test")
+    items = np.full(dataset.n_users, -1, dtype=np.int64)
+    users, first = np.unique(test.user, return_index=True)
+    items[users] = test.item[first]
+    if max_users is not None and len(users) > max_users:
+        keep = np.random.default_rng(seed).choice(users, max_users, replace=False)
+        mask = np.zeros(dataset.n_users, dtype=bool)
+        mask[keep] = True
+        items[~mask] = -1
+    return items
+
+
+def exclusion(dataset: Dataset, *, cold: bool = True) -> Any:
+    """Per-user excluded items: train and validation positives, plus every cold item."""
+    from varsec.metrics.ranking import build_exclusion
+
+    rows = np.isin(dataset.split, [SPLIT_CODES["train"], SPLIT_CODES["validation"]])
+    users = dataset.interactions.user[rows]
+    items = dataset.interactions.item[rows]
+    if cold and len(dataset.cold_items):
+        grid_u = np.repeat(np.arange(dataset.n_users), len(dataset.cold_items))
+        grid_i = np.tile(dataset.cold_items, dataset.n_users)
+        users, items = np.concatenate([users, grid_u]), np.concatenate([items, grid_i])
+    return build_exclusion(users, items, dataset.n_users, dataset.n_items)
+
+
+def sample_cold_items(dataset: Dataset, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of ``n`` cold items (all of them when there are fewer), sorted."""
+    cold = np.asarray(dataset.cold_items, dtype=np.int64)
+    if len(cold) == 0:
+        raise DataError("the dataset has no cold items to inject (simulate with cold items).")
+    if n >= len(cold):
+        return np.sort(cold)
+    return np.sort(np.random.default_rng(seed).choice(cold, n, replace=False))
+
+
+def category_code(dataset: Dataset, name: str) -> int:
+    """A category of the dataset's catalog, by name or code."""
+    value: str | int = int(name) if str(name).isdigit() else str(name)
+    return dataset.catalog.category_code(value)
+
+
+# -- replacing item content ----------------------------------------------------------------------
+def images_tensor(images_uint8: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """uint8 NCHW -> float32 [0, 1] tensor."""
+    return torch.from_numpy(np.ascontiguousarray(images_uint8)).to(device).float().div_(255.0)
+
+
+def features_of(extractor: StageOutput, images_uint8: np.ndarray, device: str = "cpu",
+                batch: int = 256) -> np.ndarray:
+    """Features of uint8 images under an extractor stage's backbone and layer."""
+    backbone = load_backbone(extractor, device)
+    layer = feature_layer(extractor)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(images_uint8), batch):
+            chunk = images_tensor(images_uint8[start:start + batch], device)
+            parts.append(backbone.features(chunk, layer).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def with_replaced_items(model: Any, dataset: Dataset, items: np.ndarray,
+                        images_uint8: np.ndarray, model_output: StageOutput,
+                        device: str = "cpu") -> Any:
+    """A copy of ``model`` that sees ``images_uint8`` as the images of catalog ``items``.
+
+    Learned item parameters (biases, collaborative factors) are kept; only the visual part of
+    each replaced item is recomputed from its new image.
+    """
+    from varsec.recsys import AMR, DVBPR, VBPR, AlexRank, VisualKNN
+
+    items = np.asarray(items, dtype=np.int64)
+    clone = copy.deepcopy(model)
+    index = torch.as_tensor(items, device=clone.device)
+    with torch.no_grad():
+        if isinstance(clone, DVBPR):
+            embeddings = clone.embed(images_tensor(images_uint8, str(clone.device)))
+            clone.item_embeddings[index] = embeddings
+            return clone
+        extractor = model_output.inputs.get("extractor")
+        if extractor is None:
+            raise StageUnavailableError(f"{type(model).__name__} uses the catalog's own features; "
+                                    "attacked images cannot be turned into features for it.")
+        new = torch.as_tensor(features_of(extractor, images_uint8, device), device=clone.device)
+        if isinstance(clone, VBPR | AMR):
+            projected, bias = clone.visual_terms(new)
+            clone.item_visual[index] = projected
+            clone.item_visual_bias[index] = bias
+            return clone
+        if isinstance(clone, AlexRank | VisualKNN):
+            full = torch.as_tensor(extractor_features(extractor)).clone()
+            full[torch.as_tensor(items)] = new.cpu()
+            return type(model)(**model.hyperparameters).fit(dataset, features=full.numpy())
+    raise StageUnavailableError(f"replacing item images is not supported for "
+                            f"{type(model).__name__} yet.")
+
+
+# -- rows ----------------------------------------------------------------------------------------
+def value_rows(values: dict[str, np.ndarray], protocol: str | None, evaluation: dict[str, Any],
+               seed: int, **labels: Any) -> list[dict[str, Any]]:
+    """One row per ``name`` (``metric`` or ``metric@k``): mean, bootstrap CI and n."""
+    rows = []
+    for name, vector in values.items():
+        metric, _, k = name.partition("@")
+        vector = np.asarray(vector, dtype=np.float64)
+        finite = vector[np.isfinite(vector)]
+        ci = summary_ci(finite, bootstrap=int(evaluation.get("bootstrap", 0)),
+                        confidence=float(evaluation.get("confidence", 0.95)), seed=seed)
+        rows.append(row(metric, float(finite.mean()) if finite.size else float("nan"),
+                        k=int(k) if k else None, protocol=protocol,
+                        ci=None if ci[0] is None else ci, n=int(finite.size), **labels))
+    return rows
+
+
+def save_units(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Per-unit vectors (users, items, pairs) kept for paired tests: ``units.npz``."""
+    np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+__all__ = [
+    "category_code",
+    "exclusion",
+    "extractor_features",
+    "features_of",
+    "images_tensor",
+    "load_backbone",
+    "load_dataset",
+    "load_model",
+    "sample_cold_items",
+    "save_units",
+    "test_items",
+    "two_stage_parts",
+    "value_rows",
+    "with_replaced_items",
+]

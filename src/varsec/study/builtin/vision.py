@@ -1,0 +1,105 @@
+"""The extractor stage: train (or open) a backbone, extract the catalog's features, measure it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from varsec.data.catalog import Dataset, ItemCatalog
+from varsec.errors import ConfigError
+from varsec.study.builtin.common import load_dataset
+from varsec.study.results import row
+from varsec.study.stages import StageContext, StageOutput, register_stage
+
+_PROFILE_ITEMS = {"quick": 2_000, "default": 10_000, "paper": 60_000}
+_TRAIN_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "eps", "steps", "replays",
+                 "max_train")
+
+
+def _training_catalog(config: dict[str, Any], dataset: Dataset) -> ItemCatalog:
+    if config["train_on"] == "dataset" or "source" not in config:
+        return dataset.catalog
+    from varsec.data.sources import open_source
+
+    spec = config["source"]
+    source = open_source(spec["source"], trust_pickle=spec["trust_pickle"],
+                         reviews=spec["reviews"], features=spec["features"])
+    return source if isinstance(source, ItemCatalog) else source.catalog
+
+
+def _train(ctx: StageContext, config: dict[str, Any], catalog: ItemCatalog) -> tuple[Any, dict]:
+    from varsec.vision.training import TrainConfig, train_classifier
+
+    fields = {name: config[name] for name in _TRAIN_FIELDS}
+    options = dict(config["options"])
+    clash = sorted(set(options) & {*fields, "mode", "backbone", "seed", "device"})
+    if clash:
+        raise ConfigError(f"extractor options must not repeat {', '.join(clash)}; set them as "
+                          "keys of the extractor.")
+    train_config = TrainConfig.from_dict({
+        **fields, **options, "mode": config["training"], "backbone": config["backbone"],
+        "backbone_kwargs": dict(config["backbone_options"]), "seed": config["seed"],
+        "device": ctx.device,
+    })
+    result = train_classifier(catalog, train_config, out=ctx.workdir / "extractor.pt")
+    return result.backbone, dict(result.metrics)
+
+
+def _open(ctx: StageContext, config: dict[str, Any], dataset: Dataset) -> Any:
+    from varsec.vision.checkpoint import open_backbone, save_checkpoint
+
+    if config["checkpoint"]:
+        backbone, _ = open_backbone(config["checkpoint"], device=ctx.device)
+    else:
+        kwargs = dict(config["backbone_options"])
+        backbone, _ = open_backbone(config["backbone"], device=ctx.device, **kwargs)
+    save_checkpoint(ctx.workdir / "extractor.pt", backbone,
+                    category_names=dataset.catalog.category_names)
+    return backbone
+
+
+def _robustness_rows(config: dict[str, Any], backbone: Any,
+                     catalog: ItemCatalog) -> list[dict[str, Any]]:
+    from varsec.vision.robustness import evaluate_robustness
+
+    if backbone.num_classes is None or catalog.categories is None or not catalog.has_pixels:
+        return []
+    report = evaluate_robustness(backbone, catalog, list(config["eval_eps"]),
+                                 limit=config["eval_limit"], seed=config["seed"])
+    rows = [row("accuracy", report.clean_acc, protocol="classifier-test", n=report.items)]
+    for eps, accuracy in report.robust_acc.items():
+        rows.append(row("accuracy", accuracy, protocol="classifier-test", n=report.items,
+                        attack=f"pgd-{report.steps}", eps=eps))
+    return rows
+
+
+def _estimate(config: dict[str, Any], study: Any) -> float:
+    if config["training"] == "none" or config["checkpoint"]:
+        return 10.0
+    items = config["max_train"] or _PROFILE_ITEMS.get(study.dataset.profile, 10_000)
+    factor = 1 + config["steps"] if config["training"] in ("pgd-at", "curriculum-at") else 1
+    return 5.0 + config["epochs"] * items * factor / 3_000
+
+
+@register_stage("extractor", version="1", estimate=_estimate)
+def extractor_stage(ctx: StageContext, config: dict[str, Any],
+                    inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
+    """``extractor.pt`` + ``features.npy`` (catalog order); rows: test accuracy (clean, PGD)."""
+    from varsec.vision.features import compute_features
+
+    dataset = load_dataset(inputs["data"])
+    catalog = _training_catalog(config, dataset)
+    if config["training"] == "none" or config["checkpoint"]:
+        backbone, metrics = _open(ctx, config, dataset), {}
+    else:
+        backbone, metrics = _train(ctx, config, catalog)
+    layer = backbone.check_layer(config["layer"])
+    features = compute_features(backbone, dataset.catalog, layer=layer)
+    np.save(ctx.workdir / "features.npy", features.astype(np.float32), allow_pickle=False)
+    ctx.info.update(backbone=backbone.name, layer=layer, feature_dim=int(features.shape[1]),
+                    training=config["training"], train_items=len(catalog),
+                    weights_hash=backbone.weights_hash(),
+                    metrics={k: v for k, v in metrics.items()
+                             if isinstance(v, int | float | str | None)})
+    return _robustness_rows(config, backbone, catalog)

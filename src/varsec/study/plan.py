@@ -1,0 +1,422 @@
+"""Grid expansion: a validated study -> an ordered DAG of stages (DESIGN.md section 9).
+
+data -> extractor -> recommender -> attack -> defense -> evaluation, once per seed. Stages with
+identical kind, config and inputs are the same stage (one key), so shared work is done once.
+Evaluation scenarios follow the attack family (see :func:`~varsec.study.schema.attack_family`):
+
+* ``ranking`` - HR / NDCG / ... under the full and sampled protocols (clean, or every item
+  image attacked as in Yin et al. 002, or every image defended: the clean cost of a defense);
+* ``two-stage`` - AIP's two-stage pipeline: original test item and cooperative cold items (000);
+* ``promotion`` - cold items replaced by their adversarial versions (000 Tables 4-6);
+* ``category`` - CHR@K of a source category before / after a targeted attack (001 Table 1);
+* ``item2item`` - success at rank_min of attack items among a target's neighbours (004).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from varsec.study.schema import (
+    FEATURE_KINDS,
+    AttackSection,
+    DefenseSection,
+    StudyConfig,
+    attack_family,
+    attack_items,
+    attack_objective,
+)
+from varsec.study.stages import Stage, stage_key
+
+CLEAN = "none"
+# What the default resources of a stage kind are on a GPU study (no stage requires a GPU).
+GPU_KINDS = ("extractor", "recommender", "attack", "defense")
+
+
+@dataclass
+class Plan:
+    """The stages of a study in a topological order (every input before its consumers)."""
+
+    stages: list[Stage] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.stages)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    @property
+    def by_key(self) -> dict[str, Stage]:
+        """Stages by cache key."""
+        return {s.key: s for s in self.stages}
+
+    def downstream(self, keys: Iterable[str]) -> set[str]:
+        """``keys`` and every stage that (transitively) consumes one of them."""
+        marked = set(keys)
+        for stage in self.stages:
+            if any(k in marked for k in stage.inputs.values()):
+                marked.add(stage.key)
+        return marked
+
+    def of_kind(self, *kinds: str) -> list[Stage]:
+        """The stages of the given kinds, in plan order."""
+        return [s for s in self.stages if s.kind in kinds]
+
+
+class _Planner:
+    def __init__(self, config: StudyConfig) -> None:
+        self.config = config
+        self.plan = Plan()
+        self.seen: dict[str, Stage] = {}
+
+    def add(self, kind: str, name: str, config: dict[str, Any], inputs: dict[str, Stage],
+            labels: dict[str, Any]) -> Stage:
+        input_keys = {role: stage.key for role, stage in inputs.items()}
+        key = stage_key(kind, config, input_keys)
+        if key in self.seen:
+            return self.seen[key]
+        stage = Stage(kind=kind, name=name, config=config, inputs=input_keys,
+                      labels=dict(labels), key=key, resources=self.resources(kind))
+        self.seen[key] = stage
+        self.plan.stages.append(stage)
+        return stage
+
+    def resources(self, kind: str) -> dict[str, float]:
+        executor = self.config.executor
+        if kind in executor.resources:
+            spec = executor.resources[kind]  # type: ignore[index]
+            return {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus}
+        gpu = 1.0 if self.config.device.startswith("cuda") and kind in GPU_KINDS else 0.0
+        return {"num_cpus": 1.0, "num_gpus": gpu}
+
+
+def dataset_label(config: StudyConfig) -> str:
+    """The dataset column of the results table: the source's name."""
+    source = config.dataset.source
+    return source if "/" not in source and "." not in source else Path(source).stem
+
+
+def plan_study(config: StudyConfig) -> Plan:
+    """Expand ``config`` into its stages (see the module docstring)."""
+    planner = _Planner(config)
+    dataset = dataset_label(config)
+    data = planner.add("data", "data", config.dataset.model_dump(mode="json"), {},
+                       {"dataset": dataset})
+    for seed in config.seeds:
+        _plan_seed(planner, data, seed, dataset)
+    return planner.plan
+
+
+def _plan_seed(planner: _Planner, data: Stage, seed: int, dataset: str) -> None:
+    config = planner.config
+    base = {"dataset": dataset, "seed": seed}
+    extractors = {
+        name: planner.add("extractor", f"extractor {name} (seed {seed})",
+                          _extractor_config(config, name, seed), {"data": data},
+                          {**base, "extractor": name})
+        for name in config.extractors
+    }
+    models = _plan_recommenders(planner, data, extractors, seed, base)
+    for name, model in models.items():
+        scenario = "two-stage" if config.recommenders[name].kind == "two-stage" else "ranking"
+        _evaluation(planner, scenario, data, model, name, seed, base, attack=None)
+    attack_runs = _plan_attacks(planner, data, extractors, models, seed, base)
+    _plan_defenses(planner, data, extractors, models, attack_runs, seed, base)
+
+
+def _extractor_config(config: StudyConfig, name: str, seed: int) -> dict[str, Any]:
+    section = config.extractors[name]
+    slice_ = section.model_dump(mode="json")
+    slice_["seed"] = seed
+    if section.train_on == "source" and section.training != "none" and not section.checkpoint:
+        slice_["source"] = {k: getattr(config.dataset, k)
+                            for k in ("source", "reviews", "features", "trust_pickle")}
+    return slice_
+
+
+def _extractor_of(config: StudyConfig, recommender: str) -> str | None:
+    rec = config.recommenders[recommender]
+    if rec.kind == "two-stage":
+        assert rec.ranker is not None
+        return _extractor_of(config, rec.ranker)
+    return rec.extractor
+
+
+def _plan_recommenders(planner: _Planner, data: Stage, extractors: dict[str, Stage], seed: int,
+                       base: dict[str, Any]) -> dict[str, Stage]:
+    config = planner.config
+    models: dict[str, Stage] = {}
+    ordered = sorted(config.recommenders.items(), key=lambda kv: kv[1].kind == "two-stage")
+    for name, rec in ordered:
+        inputs: dict[str, Stage] = {"data": data}
+        slice_: dict[str, Any] = {"kind": rec.kind, "seed": seed}
+        if rec.kind == "two-stage":
+            assert rec.first_stage is not None and rec.ranker is not None
+            inputs["first_stage"] = models[rec.first_stage]
+            inputs["ranker"] = models[rec.ranker]
+            slice_["k"] = rec.k
+        else:
+            slice_["params"] = rec.params
+            slice_["extractor"] = rec.extractor
+            if rec.extractor and rec.extractor in extractors:
+                inputs["extractor"] = extractors[rec.extractor]
+        labels = {**base, "recommender": name, "extractor": _extractor_of(config, name)}
+        models[name] = planner.add("recommender", f"recommender {name} (seed {seed})", slice_,
+                                   inputs, labels)
+    return models
+
+
+def _evaluation_slice(config: StudyConfig, scenario: str) -> dict[str, Any]:
+    ev = config.evaluation
+    common = {"max_users": ev.max_users, "bootstrap": ev.bootstrap, "confidence": ev.confidence}
+    if scenario == "ranking":
+        return {**common, "metrics": list(ev.metrics), "ks": list(ev.ks),
+                "protocols": [p.model_dump(mode="json") for p in ev.protocols]}
+    if scenario in ("two-stage", "promotion"):
+        return {**common, "ks": list(ev.ks), "cold_items": ev.cold_items}
+    if scenario == "category":
+        return {**common, "chr_k": ev.chr_k}
+    return {"bootstrap": ev.bootstrap, "confidence": ev.confidence,
+            "rank_min": list(ev.rank_min)}
+
+
+def _evaluation(
+    planner: _Planner, scenario: str, data: Stage, model: Stage | None, recommender: str | None,
+    seed: int, base: dict[str, Any], *, attack: Stage | None, defense: Stage | None = None,
+    extra: dict[str, Any] | None = None, extractor: Stage | None = None,
+) -> Stage:
+    config = planner.config
+    slice_ = {"scenario": scenario, "seed": seed, **_evaluation_slice(config, scenario),
+              **(extra or {})}
+    inputs: dict[str, Stage] = {"data": data}
+    if model is not None:
+        inputs["model"] = model
+    if extractor is not None:
+        inputs["extractor"] = extractor
+    if attack is not None:
+        inputs["attack"] = attack
+    if defense is not None:
+        inputs["defense"] = defense
+    labels = {**base, "recommender": recommender,
+              "extractor": _extractor_of(config, recommender) if recommender else
+              (extractor.labels.get("extractor") if extractor else None),
+              "attack": attack.labels["attack"] if attack else CLEAN,
+              "eps": attack.labels.get("eps") if attack else None,
+              "defense": defense.labels["defense"] if defense else CLEAN}
+    parts = [scenario, recommender or labels["extractor"] or "", labels["attack"]]
+    if labels["eps"] is not None:
+        parts.append(f"eps {labels['eps']:g}")
+    parts.append(labels["defense"])
+    name = f"evaluation {' / '.join(p for p in parts if p)} (seed {seed})"
+    return planner.add("evaluation", name, slice_, inputs, labels)
+
+
+@dataclass(frozen=True)
+class _AttackRun:
+    name: str
+    target: str
+    eps: float | None
+    stage: Stage
+
+
+def _attack_config(config: StudyConfig, attack: AttackSection, eps: float | None,
+                   seed: int) -> dict[str, Any]:
+    slice_ = attack.model_dump(mode="json")
+    for key in ("eps", "evaluate", "recommender", "extractor"):
+        slice_.pop(key)
+    slice_.update(eps=eps, seed=seed, objective=attack_objective(attack),
+                  items=attack_items(attack), family=attack_family(attack))
+    if slice_["n_items"] is None and slice_["items"] == "cold":
+        slice_["n_items"] = config.evaluation.cold_items
+    return slice_
+
+
+def _plan_attacks(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                  models: dict[str, Stage], seed: int, base: dict[str, Any]) -> list[_AttackRun]:
+    config = planner.config
+    runs: list[_AttackRun] = []
+    for name, attack in config.attacks.items():
+        targets = [("recommender", t) for t in attack.recommender] + \
+            [("extractor", t) for t in attack.extractor]
+        eps_list: list[float | None] = [None] if attack.kind == "csema" else list(attack.eps)
+        for role, target in targets:
+            for eps in eps_list:
+                stage = _attack_stage(planner, data, extractors, models, name, attack, role,
+                                      target, eps, seed, base)
+                run = _AttackRun(name, target, eps, stage)
+                runs.append(run)
+                _attack_evaluations(planner, data, extractors, models, run, seed, base)
+    return runs
+
+
+def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                  models: dict[str, Stage], name: str, attack: AttackSection, role: str,
+                  target: str, eps: float | None, seed: int, base: dict[str, Any],
+                  through: dict[str, Any] | None = None, fitted: Stage | None = None,
+                  label: str | None = None) -> Stage:
+    config = planner.config
+    slice_ = _attack_config(config, attack, eps, seed)
+    inputs: dict[str, Stage] = {"data": data}
+    if role == "recommender":
+        inputs["target"] = models[target]
+        extractor = _extractor_of(config, target)
+        labels = {**base, "recommender": target, "extractor": extractor}
+    else:
+        inputs["target"] = extractors[target]
+        labels = {**base, "recommender": None, "extractor": target}
+    if through is not None:
+        slice_["through"] = through
+        if fitted is not None:
+            inputs["defense"] = fitted
+    labels.update(attack=label or name, eps=eps)
+    eps_text = f" eps {eps:g}" if eps is not None else ""
+    title = f"attack {label or name} on {target}{eps_text} (seed {seed})"
+    return planner.add("attack", title, slice_, inputs, labels)
+
+
+def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: str) -> list[str]:
+    if attack.evaluate:
+        return list(attack.evaluate)
+    if target in config.recommenders:
+        return [target]
+    family = attack_family(attack)
+    kinds = ("knn",) if family == "item2item" else FEATURE_KINDS
+    return [n for n, r in config.recommenders.items() if r.kind in kinds and r.extractor == target]
+
+
+def _attack_evaluations(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                        models: dict[str, Stage], run: _AttackRun, seed: int,
+                        base: dict[str, Any], defense: Stage | None = None) -> None:
+    config = planner.config
+    attack = config.attacks[run.name]
+    family = attack_family(attack)
+    extra = _family_extra(attack)
+    recommenders = _evaluated_recommenders(config, attack, run.target)
+    if family == "item2item" and not recommenders:
+        _evaluation(planner, family, data, None, None, seed, base, attack=run.stage,
+                    defense=defense, extra=extra, extractor=extractors.get(run.target))
+        return
+    for rec in recommenders:
+        if family == "category" and defense is None:
+            _evaluation(planner, "category", data, models[rec], rec, seed, base, attack=None,
+                        extra=extra)
+        _evaluation(planner, family, data, models[rec], rec, seed, base, attack=run.stage,
+                    defense=defense, extra=extra)
+
+
+def _family_extra(attack: AttackSection) -> dict[str, Any]:
+    if attack_family(attack) == "category":
+        return {"source_category": attack.source_category,
+                "target_category": attack.target_category}
+    return {}
+
+
+def _defense_label(name: str, strength: float | None) -> str:
+    return name if strength is None else f"{name}={strength:g}"
+
+
+def _plan_defenses(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                   models: dict[str, Stage], runs: list[_AttackRun], seed: int,
+                   base: dict[str, Any]) -> None:
+    config = planner.config
+    for name, defense in config.defenses.items():
+        if defense.kind == "adversarial-training":
+            continue  # its robust extractors are ordinary extractors of the study
+        applies = [r for r in runs if _applies(defense, r, config)]
+        for run in applies:
+            fitted = _fit_stage(planner, data, defense, name, run, models, extractors, seed, base)
+            for strength in defense.sweep():
+                stage = _apply_stage(planner, data, defense, name, strength, run.stage, fitted,
+                                     seed, base)
+                _attack_evaluations(planner, data, extractors, models, run, seed, base, stage)
+                if defense.adaptive:
+                    _adaptive(planner, data, extractors, models, defense, name, strength, run,
+                              fitted, seed, base)
+        if defense.clean:
+            _clean_cost(planner, data, extractors, models, defense, name, applies, seed, base)
+
+
+def _applies(defense: DefenseSection, run: _AttackRun, config: StudyConfig) -> bool:
+    if defense.attacks:
+        return run.name in defense.attacks
+    return config.attacks[run.name].kind != "csema"
+
+
+def _fit_stage(planner: _Planner, data: Stage, defense: DefenseSection, name: str,
+               run: _AttackRun, models: dict[str, Stage], extractors: dict[str, Stage],
+               seed: int, base: dict[str, Any]) -> Stage | None:
+    if defense.kind != "reconstruction":
+        return None
+    config = planner.config
+    extractor = run.target if run.target in extractors else _extractor_of(config, run.target)
+    inputs: dict[str, Stage] = {"data": data}
+    if extractor in extractors:
+        inputs["extractor"] = extractors[extractor]
+    slice_ = {"action": "fit", "kind": defense.kind, "params": defense.params, "seed": seed}
+    labels = {**base, "defense": name, "extractor": extractor}
+    return planner.add("defense", f"defense {name}: fit on {extractor} (seed {seed})", slice_,
+                       inputs, labels)
+
+
+def _apply_stage(planner: _Planner, data: Stage, defense: DefenseSection, name: str,
+                 strength: float | None, attack: Stage | None, fitted: Stage | None, seed: int,
+                 base: dict[str, Any]) -> Stage:
+    slice_ = {"action": "apply", "kind": defense.kind, "strength": strength,
+              "params": defense.params, "seed": seed}
+    inputs: dict[str, Stage] = {"data": data}
+    if attack is not None:
+        inputs["attack"] = attack
+    if fitted is not None:
+        inputs["model"] = fitted
+    label = _defense_label(name, strength)
+    labels = {**base, "defense": label}
+    if attack is not None:
+        labels.update(attack=attack.labels["attack"], eps=attack.labels.get("eps"))
+    on = "clean images"
+    if attack is not None:
+        eps = attack.labels.get("eps")
+        on = attack.labels["attack"] + (f" eps {eps:g}" if eps is not None else "")
+    return planner.add("defense", f"defense {label} on {on} (seed {seed})", slice_, inputs,
+                       labels)
+
+
+def _adaptive(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+              models: dict[str, Stage], defense: DefenseSection, name: str,
+              strength: float | None, run: _AttackRun, fitted: Stage | None, seed: int,
+              base: dict[str, Any]) -> None:
+    config = planner.config
+    attack = config.attacks[run.name]
+    role = "recommender" if run.target in config.recommenders else "extractor"
+    through = {"kind": defense.kind, "strength": strength, "params": defense.params}
+    label = f"{run.name}+adaptive"
+    stage = _attack_stage(planner, data, extractors, models, run.name, attack, role, run.target,
+                          run.eps, seed, base, through=through, fitted=fitted, label=label)
+    applied = _apply_stage(planner, data, defense, name, strength, stage, fitted, seed, base)
+    adaptive_run = _AttackRun(run.name, run.target, run.eps, stage)
+    _attack_evaluations(planner, data, extractors, models, adaptive_run, seed, base, applied)
+
+
+def _clean_cost(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                models: dict[str, Stage], defense: DefenseSection, name: str,
+                runs: list[_AttackRun], seed: int, base: dict[str, Any]) -> None:
+    """The defense applied to every clean image: what it costs recommendation quality."""
+    config = planner.config
+    recommenders: list[str] = []
+    for run in runs:
+        for rec in _evaluated_recommenders(config, config.attacks[run.name], run.target):
+            if rec not in recommenders:
+                recommenders.append(rec)
+    for rec in recommenders:
+        run = next(r for r in runs if rec in _evaluated_recommenders(
+            config, config.attacks[r.name], r.target))
+        fitted = _fit_stage(planner, data, defense, name, run, models, extractors, seed, base)
+        scenario = "two-stage" if config.recommenders[rec].kind == "two-stage" else "ranking"
+        for strength in defense.sweep():
+            stage = _apply_stage(planner, data, defense, name, strength, None, fitted, seed, base)
+            _evaluation(planner, scenario, data, models[rec], rec, seed, base, attack=None,
+                        defense=stage)
+
+
+__all__ = ["CLEAN", "Plan", "dataset_label", "plan_study"]

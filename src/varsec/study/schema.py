@@ -1,0 +1,847 @@
+"""The study schema: one YAML file describes a whole attack/defense grid (DESIGN.md section 9).
+
+Every key is typed, has a default and a one-line description (``varsec study schema`` prints them
+all as commented YAML). Unknown keys, wrong types, out-of-range values and references to models
+the study does not define are reported as ONE :class:`~varsec.errors.ConfigError` that names the
+file, the line and the YAML path of the offending key, before any computation starts::
+
+    study.yaml:31: attacks.insa.recommender: 'vbpr2' is not a recommender of this study
+    (known: vbpr, amr).
+
+Epsilons are in 8-bit levels everywhere (``eps: 8`` means 8/255; 0 < eps <= 255).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from varsec.errors import ConfigError
+from varsec.study.yamlfile import PathKey, format_path, load_yaml, load_yaml_text
+
+PROFILES = ("quick", "default", "paper")
+STAGE_KINDS = ("data", "extractor", "recommender", "attack", "defense", "evaluation")
+TRAINING_MODES = ("standard", "pgd-at", "free-at", "curriculum-at", "none")
+RECOMMENDER_KINDS = ("bpr-mf", "vbpr", "amr", "dvbpr", "alexrank", "knn", "two-stage")
+VISUAL_KINDS = ("vbpr", "amr", "dvbpr", "alexrank", "knn")
+FEATURE_KINDS = ("vbpr", "amr", "alexrank", "knn")  # take features from an extractor
+ATTACK_KINDS = ("fgsm", "pgd", "cw", "cw-linf", "insa", "expa", "csema", "bpr-untargeted")
+ENGINE_KINDS = ("fgsm", "pgd", "cw", "cw-linf")
+PROMOTION_KINDS = ("insa", "expa", "csema")
+OBJECTIVES = ("auto", "classifier-targeted", "classifier-untargeted", "feature-l2",
+              "feature-cosine", "insa", "bpr")
+ATTACK_ITEMS = ("auto", "cold", "category", "pairs", "all")
+DEFENSE_KINDS = ("jpeg", "bit-depth", "median", "resize-pad", "adversarial-training",
+                 "reconstruction")
+PIXEL_DEFENSES = ("jpeg", "bit-depth", "median", "resize-pad", "reconstruction")
+DEFAULT_STRENGTHS: dict[str, list[float]] = {
+    "jpeg": [90, 70, 50, 30, 10],  # 000 Table 7
+    "bit-depth": [7, 6, 5, 4, 3, 2],  # 000 Table 7
+    "median": [3, 5],
+    "resize-pad": [0.95, 0.9, 0.8],  # resize ratio (Yin: 212 / 224)
+}
+METRICS = ("HR", "NDCG", "Recall", "MRR", "AUC")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Recommender kinds of the schema -> names in varsec.recsys.RECOMMENDERS.
+RECSYS_NAMES = {"bpr-mf": "bpr-mf", "vbpr": "vbpr", "amr": "amr", "dvbpr": "dvbpr",
+                "alexrank": "alexrank", "knn": "visual-knn"}
+# The value of a recommender's ``extractor`` that means "the catalog's own features".
+CATALOG_FEATURES = "catalog"
+
+
+# -- field types ----------------------------------------------------------------------------------
+def _check_eps(value: float) -> float:
+    if not (math.isfinite(value) and 0 < value <= 255):
+        raise ValueError(
+            f"must lie in (0, 255] 8-bit levels (8 means 8/255), got {value:g}"
+        )
+    return float(value)
+
+
+def _as_list(value: Any) -> Any:
+    """Accept a single name where a list of names is expected."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str | int | float) else value
+
+
+Eps = Annotated[float, AfterValidator(_check_eps)]
+NameList = Annotated[list[str], BeforeValidator(_as_list)]
+EpsList = Annotated[list[Eps], BeforeValidator(_as_list)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, defaults are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=False)
+
+
+# -- sections -------------------------------------------------------------------------------------
+class DatasetSection(Section):
+    """Where the items and interactions come from and how they are split."""
+
+    source: str = Field("fashion-mnist", description="a named source (fashion-mnist) or a path "
+                        "in any supported format (varsec data info --help)")
+    profile: Literal["quick", "default", "paper"] = Field(
+        "quick", description="scale of the simulation: quick (tests), default (the demo), "
+        "paper (the papers' sizes, for a GPU)")
+    seed: int = Field(0, ge=0, description="seed of the interaction simulator and of the split")
+    split: Literal["latest", "random"] = Field(
+        "latest", description="leave-one-out: hold out each user's latest or a random "
+        "interaction as its test item")
+    validation: bool = Field(True, description="also hold out one validation interaction per "
+                             "user (early stopping, model selection)")
+    k_core: int = Field(5, ge=1, description="drop users with fewer interactions than this")
+    reviews: str | None = Field(None, description="VBPR format: the reviews JSON(.gz) that holds "
+                                "the interactions")
+    features: str | None = Field(None, description="Tradesy format: the image features file")
+    trust_pickle: bool = Field(False, description="allow loading a DVBPR .npy (it is a pickle)")
+
+
+class ExtractorSection(Section):
+    """A feature extractor / classifier backbone and how it is trained (DESIGN.md section 4)."""
+
+    backbone: str = Field("fmnist-cnn", description="registered backbone name (fmnist-cnn, "
+                          "efficientnet-lite0, resnet50, alexnet, vgg16)")
+    backbone_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the backbone, e.g. widths")
+    checkpoint: str | None = Field(None, description="an existing backbone checkpoint (.pt) to "
+                                   "use instead of training one")
+    training: Literal["standard", "pgd-at", "free-at", "curriculum-at", "none"] = Field(
+        "standard", description="standard, pgd-at (Madry), free-at (Shafahi), curriculum-at "
+        "(thesis) or none (the backbone's own weights)")
+    train_on: Literal["source", "dataset"] = Field(
+        "source", description="train on the whole source catalog or only the study's items")
+    epochs: int = Field(5, ge=1, description="training epochs (free-at runs epochs / replays)")
+    batch_size: int = Field(128, ge=1, description="minibatch size")
+    lr: float = Field(0.05, gt=0, description="learning rate (cosine schedule)")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="sgd (Nesterov) or adam")
+    eps: Eps = Field(8.0, description="adversarial-training budget in 8-bit levels")
+    steps: int = Field(7, ge=1, description="PGD steps of adversarial training "
+                       "(curriculum-at: the top K)")
+    replays: int = Field(4, ge=1, description="free-at: replays m of each minibatch")
+    max_train: int | None = Field(None, ge=1, description="train on at most this many items "
+                                  "(quick runs)")
+    layer: str | None = Field(None, description="feature layer the recommenders use "
+                              "(default: the backbone's)")
+    eval_eps: EpsList = Field(default_factory=list, description="after training, PGD-20 "
+                              "accuracy on the test part at each of these eps")
+    eval_limit: int | None = Field(1000, ge=1, description="robustness is measured on a seeded "
+                                   "sample of this many test items")
+    options: dict[str, Any] = Field(default_factory=dict, description="further training "
+                                    "settings (fields of varsec.vision.TrainConfig)")
+
+
+class RecommenderSection(Section):
+    """A recommender (DESIGN.md section 5)."""
+
+    kind: Literal["bpr-mf", "vbpr", "amr", "dvbpr", "alexrank", "knn", "two-stage"] = Field(
+        "bpr-mf", description="bpr-mf, vbpr, amr, dvbpr, alexrank, knn (visual item-kNN) or "
+        "two-stage (AIP: BPR candidates + a visual ranker)")
+    extractor: str | None = Field(None, description="extractor whose features the model uses "
+                                  "(vbpr, amr, alexrank, knn); 'catalog' = the catalog's own")
+    params: dict[str, Any] = Field(default_factory=dict, description="hyperparameters of the "
+                                   "model, e.g. factors, epochs, lr (seed and device come from "
+                                   "the study)")
+    first_stage: str | None = Field(None, description="two-stage: the recommender that picks "
+                                    "the candidate set (a bpr-mf)")
+    ranker: str | None = Field(None, description="two-stage: the visual recommender that ranks "
+                               "the candidates")
+    k: int = Field(100, ge=1, description="two-stage: candidate set size K (AIP uses 1000)")
+
+
+class AttackSection(Section):
+    """An attack run at every eps of its list against every model it targets (section 7)."""
+
+    kind: Literal["fgsm", "pgd", "cw", "cw-linf", "insa", "expa", "csema",
+                  "bpr-untargeted"] = Field(
+        "pgd", description="fgsm, pgd, cw, cw-linf (engines) or insa, expa, csema (AIP), "
+        "bpr-untargeted (Yin)")
+    objective: Literal["auto", "classifier-targeted", "classifier-untargeted", "feature-l2",
+                       "feature-cosine", "insa", "bpr"] = Field(
+        "auto", description="what the engine maximises; auto picks the paper's objective for "
+        "the kind and target")
+    eps: EpsList = Field(default_factory=lambda: [8.0], description="L-inf budgets in 8-bit "
+                         "levels, one run each (csema ignores it)")
+    steps: int = Field(10, ge=0, description="iterations (PGD-k, C&W, INSA epochs, ...)")
+    alpha: Eps | None = Field(None, description="step size in 8-bit levels "
+                              "(default 2.5 * eps / steps)")
+    recommender: NameList = Field(default_factory=list, description="recommender(s) attacked "
+                                  "through (insa, expa, csema, bpr-untargeted, objective bpr)")
+    extractor: NameList = Field(default_factory=list, description="extractor(s) attacked "
+                                "(classifier and feature objectives)")
+    items: Literal["auto", "cold", "category", "pairs", "all"] = Field(
+        "auto", description="what is attacked: cold items (AIP), a source category (TAaMR), "
+        "random (attack, target) pairs (thesis) or all items (Yin)")
+    n_items: int | None = Field(None, ge=1, description="how many items / pairs are attacked "
+                                "(default: evaluation.cold_items, the category, or all)")
+    source_category: str | None = Field(None, description="the category the attacker pushes, "
+                                        "e.g. Sandal")
+    target_category: str | None = Field(None, description="the (popular) category it is "
+                                        "disguised as, e.g. Sneaker")
+    hook_item: str = Field("most-popular", description="expa / csema: the hook item's id, or "
+                           "most-popular")
+    evaluate: NameList = Field(default_factory=list, description="recommenders evaluated on the "
+                               "attacked images (default: every one built on the target)")
+    params: dict[str, Any] = Field(default_factory=dict, description="engine settings, e.g. lr, "
+                                   "c, binary_steps, random_start, inset_fraction")
+    save_images: int = Field(8, ge=0, description="adversarial PNGs kept per run for the report")
+
+
+class DefenseSection(Section):
+    """A defense swept over its strengths (DESIGN.md section 8)."""
+
+    kind: Literal["jpeg", "bit-depth", "median", "resize-pad", "adversarial-training",
+                  "reconstruction"] = Field(
+        "jpeg", description="jpeg, bit-depth, median, resize-pad (input transforms), "
+        "adversarial-training (robust extractors) or reconstruction (Yin)")
+    strengths: list[float] = Field(default_factory=list, description="levels swept: JPEG "
+                                   "qualities, bits, median windows, resize ratios; [] = the "
+                                   "kind's default sweep")
+    attacks: NameList = Field(default_factory=list, description="attacks it is applied to "
+                              "(default: every pixel attack of the study)")
+    adaptive: bool = Field(False, description="also run each of those attacks through the "
+                           "defense (BPDA / EOT)")
+    extractor: NameList = Field(default_factory=list, description="adversarial-training: the "
+                                "robust extractors this entry stands for")
+    clean: bool = Field(True, description="also apply it to clean images (what the defense "
+                        "costs clean recommendation quality)")
+    params: dict[str, Any] = Field(default_factory=dict, description="reconstruction / detector "
+                                   "settings, e.g. epochs, random_resize_pad")
+
+    def sweep(self) -> list[float | None]:
+        """The strengths this defense runs at (one None run for kinds without a sweep)."""
+        if self.strengths:
+            return list(self.strengths)
+        return list(DEFAULT_STRENGTHS.get(self.kind, [None]))  # type: ignore[arg-type]
+
+
+class ProtocolSection(Section):
+    """One ranking protocol."""
+
+    kind: Literal["full", "sampled"] = Field("full", description="full: rank among all items; "
+                                             "sampled: among n random negatives")
+    negatives: int = Field(100, ge=1, description="sampled: negatives per user "
+                           "(Yin uses 20, NCF 100)")
+
+    @property
+    def name(self) -> str:
+        """``full`` or ``sampled-<n>`` (the protocol column of the results table)."""
+        return "full" if self.kind == "full" else f"sampled-{self.negatives}"
+
+
+class EvaluationSection(Section):
+    """Metrics, cut-offs, protocols and statistics (DESIGN.md section 6)."""
+
+    metrics: list[Literal["HR", "NDCG", "Recall", "MRR", "AUC"]] = Field(
+        default_factory=lambda: list(METRICS), description="ranking metrics reported")
+    ks: list[PositiveInt] = Field(default_factory=lambda: [5, 10, 20],
+                                  description="cut-offs N of HR@N, NDCG@N, Recall@N")
+    protocols: list[ProtocolSection] = Field(
+        default_factory=lambda: [ProtocolSection(kind="full"),
+                                 ProtocolSection(kind="sampled", negatives=100)],
+        description="ranking protocols, reported side by side")
+    cold_items: int = Field(100, ge=1, description="cold items injected per two-stage "
+                            "evaluation (AIP: 1000)")
+    chr_k: int = Field(20, ge=1, description="K of the category hit ratio CHR@K (TAaMR: 20)")
+    rank_min: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 10, 100],
+                                        description="item-to-item success: the attack item "
+                                        "ranks within rank_min of the target's neighbours")
+    max_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of at most "
+                                  "this many users")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples per confidence interval "
+                           "(0 = no intervals)")
+    confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")
+    test: Literal["wilcoxon", "ttest"] = Field("wilcoxon", description="paired significance "
+                                               "test behind the claims")
+    significance: float = Field(0.05, gt=0, lt=1, description="p-value below which a paired "
+                                "difference counts as real")
+
+
+class StageResources(Section):
+    """What one stage asks of a Ray cluster."""
+
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per stage")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per stage")
+
+
+class ExecutorSection(Section):
+    """Where stages run."""
+
+    kind: Literal["local", "ray"] = Field("local", description="local (one process, in order) "
+                                          "or ray (stages as Ray tasks, in parallel)")
+    address: str | None = Field(None, description="ray: a cluster address (auto, ray://host:port)"
+                                "; none starts a local instance")
+    num_cpus: int | None = Field(None, ge=1, description="ray: CPUs of the local instance "
+                                 "(default: all)")
+    resources: dict[Literal["data", "extractor", "recommender", "attack", "defense",
+                            "evaluation"], StageResources] = Field(
+        default_factory=dict, description="ray: CPUs / GPUs per stage kind")
+
+
+class ReportSection(Section):
+    """What the report contains."""
+
+    enabled: bool = Field(True, description="write report.md, report.html, tables/ and figures/")
+    figures: bool = Field(True, description="draw figures (matplotlib)")
+    images_per_attack: int = Field(4, ge=0, description="adversarial examples shown per attack "
+                                   "and eps")
+    paper_reference: bool = Field(True, description="print each paper's own numbers beside ours "
+                                  "(measured on other data sets)")
+
+
+class StudyConfig(Section):
+    """A whole study: data, models, attacks, defenses, evaluation and where it runs."""
+
+    study: str = Field("study", description="name of the study (letters, digits, - and _)")
+    description: str = Field("", description="one paragraph shown at the top of the report")
+    dataset: DatasetSection = Field(default_factory=DatasetSection,
+                                    description="items, interactions and split")
+    extractors: dict[str, ExtractorSection] = Field(
+        default_factory=dict, description="feature extractors, keyed by a name you choose")
+    recommenders: dict[str, RecommenderSection] = Field(
+        default_factory=dict, description="recommenders, keyed by a name you choose")
+    attacks: dict[str, AttackSection] = Field(
+        default_factory=dict, description="attacks, keyed by a name you choose")
+    defenses: dict[str, DefenseSection] = Field(
+        default_factory=dict, description="defenses, keyed by a name you choose")
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection,
+                                          description="metrics, protocols and statistics")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0], description="every model and attack is run once per seed")
+    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N "
+                        "(no stage requires a GPU)")
+    executor: ExecutorSection = Field(default_factory=ExecutorSection,
+                                      description="local or Ray execution")
+    report: ReportSection = Field(default_factory=ReportSection, description="report contents")
+    overrides: dict[Literal["quick", "default", "paper"], dict[str, Any]] = Field(
+        default_factory=dict, description="partial configs merged in when the dataset profile "
+        "is quick, default or paper")
+
+
+# -- loading --------------------------------------------------------------------------------------
+class LoadedStudy(typing.NamedTuple):
+    """A validated study and where it came from."""
+
+    config: StudyConfig
+    source: str
+    lines: dict[PathKey, int]
+
+
+def load_study(
+    path: str | Path, *, profile: str | None = None, overrides: dict[str, Any] | None = None
+) -> StudyConfig:
+    """Read, merge (profile overrides, then ``overrides``) and validate a study YAML file."""
+    data, lines = load_yaml(path)
+    return study_from_data(data, source=str(path), lines=lines, profile=profile,
+                           overrides=overrides)
+
+
+def load_study_text(text: str, *, profile: str | None = None,
+                    source: str = "<string>") -> StudyConfig:
+    """:func:`load_study` for YAML given as a string."""
+    data, lines = load_yaml_text(text, source)
+    return study_from_data(data, source=source, lines=lines, profile=profile)
+
+
+def study_from_data(
+    data: Any,
+    *,
+    source: str = "<dict>",
+    lines: dict[PathKey, int] | None = None,
+    profile: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> StudyConfig:
+    """Validate plain data (a YAML mapping) into a :class:`StudyConfig`; see the module doc."""
+    lines = dict(lines or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a study must be a YAML mapping, got {type(data).__name__}.")
+    data = copy.deepcopy(data)
+    if profile is not None:
+        if profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}.")
+        data.setdefault("dataset", {})
+        if isinstance(data["dataset"], dict):
+            data["dataset"]["profile"] = profile
+    data = _apply_profile_overrides(data, lines, source)
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        config = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, source, lines) from None
+    problems = check_references(config)
+    if problems:
+        where, message = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError(f"{_locate(source, lines, where)}{format_path(where)}: {message}{more}")
+    return config
+
+
+def _apply_profile_overrides(data: dict, lines: dict[PathKey, int], source: str) -> dict:
+    """Merge ``overrides[<profile>]`` into the config (line numbers follow the merged keys)."""
+    section = data.get("overrides") or {}
+    dataset = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
+    profile = dataset.get("profile", DatasetSection.model_fields["profile"].default)
+    if not isinstance(section, dict) or profile not in section:
+        return data
+    patch = section[profile]
+    if not isinstance(patch, dict):
+        where = ("overrides", profile)
+        raise ConfigError(f"{_locate(source, lines, where)}{format_path(where)}: expected a "
+                          "mapping of keys to override.")
+    if "overrides" in patch:
+        raise ConfigError(f"{source}: overrides.{profile} cannot itself hold overrides.")
+    for key, line in list(lines.items()):
+        if key[:2] == ("overrides", profile) and len(key) > 2:
+            lines[key[2:]] = line
+    return _deep_merge(data, patch)
+
+
+def _deep_merge(base: dict, patch: dict) -> dict:
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _locate(source: str, lines: dict[PathKey, int], path: PathKey) -> str:
+    """``file:line: `` of the deepest known ancestor of ``path``."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:end]))
+        if line is not None:
+            return f"{source}:{line}: "
+    return f"{source}: "
+
+
+# -- pydantic errors -> one ConfigError -----------------------------------------------------------
+def _config_error(exc: ValidationError, source: str, lines: dict[PathKey, int]) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    message = _describe(first, loc)
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return ConfigError(f"{_locate(source, lines, loc)}{format_path(loc)}: {message}{more}")
+
+
+def _describe(error: dict[str, Any], loc: PathKey) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = f" (known: {', '.join(known)})" if known else ""
+        return f"unknown key {loc[-1]!r}{hint}."
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ")
+    if kind in ("missing",):
+        return "this key is required."
+    if kind == "value_error":
+        return message[0].lower() + message[1:] + "."
+    shown = value if not isinstance(value, dict | list) else type(value).__name__
+    return f"{message[0].lower() + message[1:]} (got {shown!r})."
+
+
+def _known_keys(loc: PathKey) -> list[str]:
+    model: Any = StudyConfig
+    for part in loc:
+        model = _step(model, part)
+        if model is None:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """The annotation one level below ``annotation`` along a pydantic error location."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(part))
+        return None if field is None else _strip(field.annotation)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return _strip(args[1])
+    if origin is list and args:
+        return _strip(args[0])
+    return None
+
+
+def _strip(annotation: Any) -> Any:
+    """Remove Annotated / Optional wrappers."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(
+            args
+        ) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+# -- cross references -----------------------------------------------------------------------------
+Problem = tuple[PathKey, str]
+
+
+def _known(names: typing.Iterable[str]) -> str:
+    names = list(names)
+    return ", ".join(names) if names else "none defined"
+
+
+def check_references(config: StudyConfig) -> list[Problem]:
+    """Every reference between sections and every kind-specific requirement, as problems."""
+    problems: list[Problem] = []
+    for section in ("extractors", "recommenders", "attacks", "defenses"):
+        for name in getattr(config, section):
+            if not NAME_RE.match(str(name)):
+                problems.append(((section, name), f"name {name!r} must start with a letter and "
+                                 "hold only letters, digits, '-' and '_'."))
+    if len(set(config.seeds)) != len(config.seeds) or not config.seeds:
+        problems.append((("seeds",), "seeds must be a non-empty list of distinct integers."))
+    if not re.match(r"^(cpu|cuda(:\d+)?|mps)$", config.device):
+        problems.append((("device",), f"expected cpu, cuda or cuda:N, got {config.device!r}."))
+    for name, rec in config.recommenders.items():
+        problems += _check_recommender(config, name, rec)
+    for name, attack in config.attacks.items():
+        problems += _check_attack(config, name, attack)
+    for name, defense in config.defenses.items():
+        problems += _check_defense(config, name, defense)
+    if len(set(config.evaluation.ks)) != len(config.evaluation.ks):
+        problems.append((("evaluation", "ks"), "cut-offs must be distinct."))
+    names = [p.name for p in config.evaluation.protocols]
+    if len(set(names)) != len(names):
+        problems.append((("evaluation", "protocols"), "protocols must be distinct."))
+    return problems
+
+
+def _check_recommender(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
+    here: PathKey = ("recommenders", name)
+    problems: list[Problem] = []
+    extractors = config.extractors
+    if rec.kind in FEATURE_KINDS:
+        if rec.extractor is None:
+            problems.append(((*here, "extractor"), f"a {rec.kind} recommender needs an extractor "
+                             f"(known: {_known([*extractors, CATALOG_FEATURES])})."))
+        elif rec.extractor != CATALOG_FEATURES and rec.extractor not in extractors:
+            problems.append(((*here, "extractor"), f"{rec.extractor!r} is not an extractor of "
+                             f"this study (known: {_known([*extractors, CATALOG_FEATURES])})."))
+    elif rec.extractor is not None:
+        why = "learns its own CNN (set params.backbone)" if rec.kind == "dvbpr" else \
+            "uses no image features"
+        problems.append(((*here, "extractor"), f"a {rec.kind} recommender {why}; remove the "
+                         "extractor."))
+    if rec.kind == "two-stage":
+        problems += _check_two_stage(config, name, rec)
+    else:
+        for key in ("first_stage", "ranker"):
+            if getattr(rec, key) is not None:
+                problems.append(((*here, key), f"only a two-stage recommender has a {key}."))
+        problems += _check_params(here, rec)
+    return problems
+
+
+def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
+    here: PathKey = ("recommenders", name)
+    problems: list[Problem] = []
+    others = [n for n, r in config.recommenders.items() if r.kind != "two-stage"]
+    for key in ("first_stage", "ranker"):
+        ref = getattr(rec, key)
+        if ref is None:
+            problems.append(((*here, key), f"a two-stage recommender needs a {key} "
+                             f"(known: {_known(others)})."))
+        elif ref not in config.recommenders or config.recommenders[ref].kind == "two-stage":
+            problems.append(((*here, key), f"{ref!r} is not a (single-stage) recommender of this "
+                             f"study (known: {_known(others)})."))
+        elif key == "ranker" and config.recommenders[ref].kind not in VISUAL_KINDS:
+            problems.append(((*here, key), f"the ranker must be a visual recommender "
+                             f"({', '.join(VISUAL_KINDS)}); {ref!r} is a "
+                             f"{config.recommenders[ref].kind}."))
+    if rec.params:
+        problems.append(((*here, "params"), "a two-stage recommender has no params; set them on "
+                         "its first_stage and ranker."))
+    return problems
+
+
+def _check_params(here: PathKey, rec: RecommenderSection) -> list[Problem]:
+    try:
+        from varsec.recsys import RECOMMENDERS
+    except ImportError:  # the recommender layer is not installed yet
+        return []
+    klass = RECOMMENDERS.get(RECSYS_NAMES[rec.kind])
+    if klass is None:
+        return []
+    problems: list[Problem] = []
+    for key, value in rec.params.items():
+        where = (*here, "params", key)
+        if key in ("seed", "device"):
+            problems.append((where, f"{key} is set by the study ({key}s / device), not per model."))
+        elif key not in klass.params:
+            known = _known(k for k in klass.params if k not in ("seed", "device"))
+            problems.append((where, f"unknown {rec.kind} parameter {key!r} (known: {known})."))
+        elif not klass.params[key].accepts(value):
+            problems.append((where, f"must be {klass.params[key].expectation()}, got {value!r}."))
+    return problems
+
+
+def attack_objective(attack: AttackSection) -> str:
+    """The objective an attack maximises (``auto`` resolved by kind and target)."""
+    if attack.objective != "auto":
+        return attack.objective
+    if attack.kind == "insa":
+        return "insa"
+    if attack.kind == "expa":
+        return "feature-l2"
+    if attack.kind == "csema":
+        return "none"
+    if attack.kind == "bpr-untargeted" or attack.recommender:
+        return "bpr"
+    if attack.items == "pairs":
+        return "feature-cosine"
+    return "classifier-targeted" if attack.target_category else "classifier-untargeted"
+
+
+def attack_items(attack: AttackSection) -> str:
+    """Which items an attack perturbs (``auto`` resolved by kind and objective)."""
+    if attack.items != "auto":
+        return attack.items
+    objective = attack_objective(attack)
+    if attack.kind in PROMOTION_KINDS:
+        return "cold"
+    if objective == "bpr":
+        return "all"
+    if objective == "feature-cosine" or objective == "feature-l2":
+        return "pairs"
+    return "category"
+
+
+def attack_family(attack: AttackSection) -> str:
+    """How an attack is evaluated: promotion (000), category (001), ranking (002), item2item
+    (004)."""
+    items = attack_items(attack)
+    if attack.kind in PROMOTION_KINDS or items == "cold":
+        return "promotion"
+    if items == "pairs":
+        return "item2item"
+    if items == "all":
+        return "ranking"
+    return "category"
+
+
+def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list[Problem]:
+    here: PathKey = ("attacks", name)
+    problems: list[Problem] = []
+    recs, exts = config.recommenders, config.extractors
+    for i, ref in enumerate(attack.recommender):
+        if ref not in recs:
+            problems.append(((*here, "recommender", i) if len(attack.recommender) > 1 else
+                             (*here, "recommender"), f"{ref!r} is not a recommender of this study "
+                             f"(known: {_known(recs)})."))
+    for i, ref in enumerate(attack.extractor):
+        if ref not in exts:
+            problems.append(((*here, "extractor", i) if len(attack.extractor) > 1 else
+                             (*here, "extractor"), f"{ref!r} is not an extractor of this study "
+                             f"(known: {_known(exts)})."))
+    for i, ref in enumerate(attack.evaluate):
+        if ref not in recs:
+            problems.append(((*here, "evaluate", i), f"{ref!r} is not a recommender of this "
+                             f"study (known: {_known(recs)})."))
+    if problems:
+        return problems
+    objective = attack_objective(attack)
+    needs_rec = attack.kind in (*PROMOTION_KINDS, "bpr-untargeted") or objective in ("insa",
+                                                                                        "bpr")
+    if needs_rec and not attack.recommender:
+        problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
+                         f"recommender it attacks through (known: {_known(recs)})."))
+    if not needs_rec and not attack.extractor:
+        problems.append(((*here, "extractor"), f"a {attack.kind} attack with objective "
+                         f"{objective} needs the extractor it attacks (known: {_known(exts)})."))
+    if attack.recommender and attack.extractor:
+        problems.append(((*here, "extractor"), "give either recommender or extractor, not both."))
+    if attack.kind in PROMOTION_KINDS:
+        for ref in attack.recommender:
+            if recs[ref].kind != "two-stage":
+                problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "
+                                 "through a two-stage recommender; "
+                                 f"{ref!r} is a {recs[ref].kind}."))
+    if objective == "bpr":
+        for ref in attack.recommender:
+            if recs[ref].kind not in ("vbpr", "amr", "dvbpr"):
+                problems.append(((*here, "recommender"), f"the BPR objective needs a vbpr, amr "
+                                 f"or dvbpr recommender; {ref!r} is a {recs[ref].kind}."))
+    if objective == "classifier-targeted":
+        for key in ("source_category", "target_category"):
+            if getattr(attack, key) is None:
+                problems.append(((*here, key), "a targeted classifier attack needs a "
+                                 "source_category and a target_category."))
+    if attack.kind != "csema" and not attack.eps:
+        problems.append(((*here, "eps"), "give at least one eps (8-bit levels)."))
+    if objective.startswith("classifier") and attack.items not in ("auto", "category", "all"):
+        problems.append(((*here, "items"), f"a classifier attack perturbs a category or all "
+                         f"items, not {attack.items!r}."))
+    return problems
+
+
+def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> list[Problem]:
+    here: PathKey = ("defenses", name)
+    problems: list[Problem] = []
+    for i, ref in enumerate(defense.attacks):
+        if ref not in config.attacks:
+            problems.append(((*here, "attacks", i), f"{ref!r} is not an attack of this study "
+                             f"(known: {_known(config.attacks)})."))
+    for i, ref in enumerate(defense.extractor):
+        if ref not in config.extractors:
+            problems.append(((*here, "extractor", i), f"{ref!r} is not an extractor of this "
+                             f"study (known: {_known(config.extractors)})."))
+        elif config.extractors[ref].training in ("standard", "none"):
+            problems.append(((*here, "extractor", i), f"extractor {ref!r} is not adversarially "
+                             f"trained (training: {config.extractors[ref].training})."))
+    if defense.kind == "adversarial-training" and not defense.extractor:
+        problems.append(((*here, "extractor"), "name the adversarially trained extractor(s) "
+                         f"(known: {_known(config.extractors)})."))
+    if defense.kind != "adversarial-training" and defense.extractor:
+        problems.append(((*here, "extractor"), f"only adversarial-training names extractors, "
+                         f"not {defense.kind}."))
+    for i, value in enumerate(defense.strengths):
+        message = _strength_problem(defense.kind, value)
+        if message:
+            problems.append(((*here, "strengths", i), message))
+    return problems
+
+
+def _strength_problem(kind: str, value: float) -> str | None:
+    integral = float(value).is_integer()
+    if kind == "jpeg" and not (integral and 1 <= value <= 100):
+        return f"a JPEG quality is an integer in [1, 100], got {value:g}."
+    if kind == "bit-depth" and not (integral and 1 <= value <= 8):
+        return f"a bit depth is an integer in [1, 8], got {value:g}."
+    if kind == "median" and not (integral and value >= 3 and int(value) % 2 == 1):
+        return f"a median window is an odd integer >= 3, got {value:g}."
+    if kind == "resize-pad" and not 0 < value <= 1:
+        return f"a resize-pad strength is the resize ratio in (0, 1], got {value:g}."
+    if kind in ("adversarial-training", "reconstruction"):
+        return f"a {kind} defense has no strength sweep."
+    return None
+
+
+# -- output ---------------------------------------------------------------------------------------
+def resolved_yaml(config: StudyConfig) -> str:
+    """The fully resolved config (every default filled in) as YAML."""
+    import yaml
+
+    data = config.model_dump(mode="json")
+    data.pop("overrides", None)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def schema_yaml() -> str:
+    """Every key of the schema with its default and description, as commented YAML."""
+    lines = [
+        "# varsec study schema: every key, its default and what it means.",
+        "# Sections keyed by a name you choose (extractors, recommenders, attacks, defenses)",
+        "# show one example entry called <name>. Epsilons are 8-bit levels (8 means 8/255).",
+    ]
+    _model_lines(StudyConfig, lines, indent=0)
+    return "\n".join(lines) + "\n"
+
+
+def _model_lines(model: type[BaseModel], lines: list[str], indent: int) -> None:
+    pad = "  " * indent
+    for key, field in model.model_fields.items():
+        lines.append(f"{pad}# {field.description}")
+        annotation = _strip(field.annotation)
+        default = field.get_default(call_default_factory=True)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"{pad}{key}:")
+            _model_lines(annotation, lines, indent + 1)
+            continue
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) is dict and len(args) == 2:
+            value = _strip(args[1])
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                lines.append(f"{pad}{key}:")
+                lines.append(f"{pad}  <name>:")
+                _model_lines(value, lines, indent + 2)
+                continue
+        if typing.get_origin(annotation) is list and args:
+            item = _strip(args[0])
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                lines.append(f"{pad}{key}:")
+                for entry in default:
+                    dumped = entry.model_dump(mode="json")
+                    first = True
+                    for sub_key, sub_field in item.model_fields.items():
+                        if first:
+                            lines.append(f"{pad}  # {sub_field.description}")
+                        else:
+                            lines.append(f"{pad}    # {sub_field.description}")
+                        marker = "- " if first else "  "
+                        lines.append(f"{pad}  {marker}{sub_key}: "
+                                     f"{_scalar(dumped[sub_key])}")
+                        first = False
+                continue
+        lines.append(f"{pad}{key}: {_scalar(default)}")
+
+
+def _scalar(value: Any) -> str:
+    import json
+
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value) if value == "" or ":" in value or "#" in value else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+__all__ = [
+    "ATTACK_KINDS",
+    "DEFENSE_KINDS",
+    "PROFILES",
+    "RECOMMENDER_KINDS",
+    "STAGE_KINDS",
+    "AttackSection",
+    "DatasetSection",
+    "DefenseSection",
+    "EvaluationSection",
+    "ExecutorSection",
+    "ExtractorSection",
+    "LoadedStudy",
+    "ProtocolSection",
+    "RecommenderSection",
+    "ReportSection",
+    "StudyConfig",
+    "attack_family",
+    "attack_items",
+    "attack_objective",
+    "check_references",
+    "load_study",
+    "load_study_text",
+    "resolved_yaml",
+    "schema_yaml",
+    "study_from_data",
+]

@@ -1,0 +1,184 @@
+"""Stand-in stage implementations for the study tests: tiny, fast and deterministic.
+
+Two families:
+
+* ``fake_*``: no torch, no data; they sleep a little and return rows computed from their seed
+  and config (kill-safety and Ray tests, which care about orchestration only);
+* ``tiny_*``: real objects at toy size: a synthetic 28x28 catalog with simulated shoppers, an
+  untrained fmnist-cnn extractor, and an attack that writes images in the attack stage's output
+  format, so the real recommender and evaluation stages run end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+
+from varsec.study.stages import override_stage
+
+# Seconds each fake stage sleeps (the kill tests raise it to have time to kill mid-grid).
+FAKE_DELAY = float(os.environ.get("VARSEC_FAKE_DELAY", "0.02"))
+
+
+def _number(*parts) -> float:
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:6], "big") / 2**48
+
+
+def fake_stage(ctx, config, inputs):
+    """Sleep, write a file, return two rows derived from the config and the input keys."""
+    time.sleep(FAKE_DELAY)
+    keys = sorted(o.key for o in inputs.values())
+    (ctx.workdir / "payload.json").write_text(json.dumps({"inputs": keys}))
+    ctx.info["inputs"] = keys
+    if ctx.stage.kind not in ("evaluation", "attack"):
+        return []
+    value = _number(ctx.stage.kind, config, keys)
+    return [{"metric": "HR", "k": 10, "protocol": "full", "value": value, "n": 100},
+            {"metric": "MRR", "protocol": "full", "value": value / 2, "n": 100}]
+
+
+@contextlib.contextmanager
+def fake_stages(kinds=("data", "extractor", "recommender", "attack", "defense", "evaluation")):
+    """Every stage kind replaced by :func:`fake_stage`."""
+    with contextlib.ExitStack() as stack:
+        for kind in kinds:
+            stack.enter_context(override_stage(kind, fake_stage))
+        yield
+
+
+FAKE_STUDY = """
+study: fake
+extractors:
+  a: {epochs: 1}
+  b: {epochs: 2}
+recommenders:
+  r1: {kind: bpr-mf}
+  r2: {kind: vbpr, extractor: a}
+  r3: {kind: vbpr, extractor: b}
+attacks:
+  p: {kind: pgd, extractor: [a, b], source_category: Sandal, target_category: Sneaker,
+      eps: [4, 8]}
+evaluation: {bootstrap: 0}
+"""
+
+
+# -- tiny real stages -----------------------------------------------------------------------------
+def tiny_catalog(n_items: int = 320, seed: int = 0):
+    """A synthetic 1 x 28 x 28 catalog of 4 categories whose pixels carry the category."""
+    from varsec.data.catalog import ItemCatalog
+
+    rng = np.random.default_rng(seed)
+    categories = np.arange(n_items) % 4
+    base = rng.integers(0, 60, size=(n_items, 1, 28, 28))
+    for c in range(4):
+        rows = categories == c
+        base[rows, :, c * 7:(c + 1) * 7, :] += 150
+    base += rng.integers(0, 40, size=base.shape)
+    return ItemCatalog(item_ids=[f"i{i}" for i in range(n_items)],
+                       images=np.clip(base, 0, 255).astype(np.uint8), categories=categories,
+                       category_names=["Top", "Sandal", "Sneaker", "Bag"], name="tiny")
+
+
+def tiny_data(ctx, config, inputs):
+    from varsec.data.simulate import SimulationProfile, simulate_and_split
+    from varsec.study.builtin.data import dataset_info
+
+    profile = SimulationProfile("tiny", n_users=80, n_warm_items=240, n_cold_items=40,
+                                mean_interactions=9.0)
+    dataset = simulate_and_split(tiny_catalog(), profile, config["seed"],
+                                 mode=config["split"], validation=config["validation"])
+    dataset.save(ctx.workdir / "dataset")
+    ctx.info.update(dataset_info(dataset))
+    return []
+
+
+def tiny_extractor(ctx, config, inputs):
+    import torch
+
+    from varsec.study.builtin.common import load_dataset
+    from varsec.vision.checkpoint import save_checkpoint
+    from varsec.vision.features import compute_features
+    from varsec.vision.registry import create_backbone
+
+    dataset = load_dataset(inputs["data"])
+    torch.manual_seed(config["seed"])
+    backbone = create_backbone("fmnist-cnn", in_channels=1, num_classes=4, widths=[4, 8],
+                               blocks=[1, 1]).eval()
+    save_checkpoint(ctx.workdir / "extractor.pt", backbone)
+    layer = backbone.check_layer(None)
+    np.save(ctx.workdir / "features.npy", compute_features(backbone, dataset.catalog,
+                                                           layer=layer))
+    ctx.info.update(layer=layer, backbone=backbone.name)
+    return [{"metric": "accuracy", "protocol": "classifier-test", "value": 0.25, "n": 10}]
+
+
+def tiny_attack(ctx, config, inputs):
+    """Writes the attack output contract: promotion copies the hook (most popular) item's image
+    into the cold items, category / pairs add a bounded perturbation."""
+    from varsec.study.builtin.common import load_dataset, sample_cold_items
+
+    dataset = load_dataset(inputs["data"])
+    images = np.asarray(dataset.catalog.images)
+    rng = np.random.default_rng(config["seed"])
+    family = config["family"]
+    if family == "promotion":
+        items = sample_cold_items(dataset, config["n_items"], config["seed"])
+        train = dataset.part("train")
+        hook = int(np.bincount(train.item, minlength=dataset.n_items).argmax())
+        strength = 1.0 if config["kind"] == "insa" else 0.3
+        adversarial = ((1 - strength) * images[items] + strength * images[hook]).round()
+    elif family == "item2item":
+        items = rng.choice(dataset.n_items, 12, replace=False)
+        targets = rng.choice(dataset.n_items, 12, replace=False)
+        np.save(ctx.workdir / "pairs.npy", np.stack([items, targets], 1))
+        adversarial = images[targets].astype(float)
+    else:
+        code = dataset.catalog.category_code(config["source_category"] or 1)
+        items = np.flatnonzero(dataset.catalog.categories == code)
+        noise = rng.integers(-int(config["eps"] or 8), int(config["eps"] or 8) + 1,
+                             images[items].shape)
+        adversarial = images[items].astype(float) + noise
+    np.save(ctx.workdir / "items.npy", np.asarray(items, dtype=np.int64))
+    adversarial = np.clip(adversarial, 0, 255).astype(np.uint8)
+    np.save(ctx.workdir / "adversarial.npy", adversarial)
+    from varsec.study.builtin.attacks import _save_examples
+
+    _save_examples(ctx, items, images[items], adversarial, 2)
+    return [{"metric": "success_rate", "protocol": "attack", "value": 0.5, "n": len(items)}]
+
+
+@contextlib.contextmanager
+def tiny_stages():
+    """Data, extractor and attack stand-ins; the real recommender and evaluation stages."""
+    with override_stage("data", tiny_data), override_stage("extractor", tiny_extractor), \
+            override_stage("attack", tiny_attack):
+        yield
+
+
+TINY_STUDY = """
+study: tiny
+extractors:
+  cnn: {epochs: 1}
+recommenders:
+  bpr: {kind: bpr-mf, params: {factors: 8, epochs: 3, early_stopping: false}}
+  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 3,
+                                             early_stopping: false}}
+  knn: {kind: knn, extractor: cnn, params: {neighbours: 5}}
+  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
+attacks:
+  insa: {kind: insa, recommender: pipe, eps: [32]}
+  expa: {kind: expa, recommender: pipe, eps: [32]}
+  pgd: {kind: pgd, extractor: cnn, source_category: Sandal, target_category: Sneaker, eps: [8]}
+  i2i: {kind: pgd, items: pairs, extractor: cnn, eps: [8]}
+evaluation:
+  protocols: [{kind: full}, {kind: sampled, negatives: 20}]
+  cold_items: 20
+  bootstrap: 50
+  rank_min: [1, 3]
+"""
