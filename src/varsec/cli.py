@@ -53,7 +53,13 @@ def _register_layers() -> None:
     from varsec.data import commands as data_commands
 
     app.add_typer(data_commands.app, name="data")
-    for module_name in ("varsec.vision.commands",):
+    layers = (
+        "varsec.vision.commands",
+        "varsec.attacks.commands",
+        "varsec.defenses.commands",
+        "varsec.study.commands",
+    )
+    for module_name in layers:
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:
