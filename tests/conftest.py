@@ -10,6 +10,18 @@ import pytest
 os.environ.setdefault("VARSEC_QUIET", "1")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tests run their tiny models on one thread: OpenMP spin-waits make several threads slower
+    on small batches and busy shared cores. Restored after each module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fmnist():
     """All 70,000 Fashion-MNIST items; the suite runs against the real files."""

@@ -16,15 +16,6 @@ from attack_helpers import RandomFeatures, TinyBPR, TinyRanker
 from torch import nn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (OpenMP spin-waits on busy shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def fmnist_batch(fmnist_small):
     """32 real images (uint8) and their categories."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from recsys_helpers import FAST, PixelExtractor, planted_dataset
 
 
@@ -16,14 +15,6 @@ def planted():
 def extractor():
     return PixelExtractor()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train faster on one thread (OpenMP spin-waits on busy shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from study_standins import TINY_STUDY, tiny_stages
 
 from varsec.study.schema import load_study_text
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (OpenMP spin-waits on busy shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
