@@ -45,8 +45,8 @@ TRAININGS: dict[str, dict[str, Any]] = {
     "standard": {"mode": "standard", "epochs": 8},
     "pgd-at": {"mode": "pgd-at", "epochs": 3, "steps": 3},
     "free-at": {"mode": "free-at", "epochs": 8, "replays": 4},
-    "curriculum-at": {"mode": "curriculum-at", "epochs": 5, "steps": 3, "patience": 1,
-                      "min_gain": 0.005},
+    "curriculum-at": {"mode": "curriculum-at", "epochs": 8, "steps": 3, "patience": 1,
+                      "min_gain": 0.02},
 }
 COMMON = {"batch_size": 128, "lr": 0.05, "eps": 8.0, "seed": 0}
 

@@ -32,7 +32,7 @@ def test_config_round_trip_and_detector_budgets():
 def test_split_is_seeded_disjoint_and_warm(tiny_dataset):
     config = DefenseConfig(holdout_fraction=0.3, max_items=100)
     split = split_items(tiny_dataset, config)
-    assert split == split_items(tiny_dataset, config)
+    assert split.to_dict() == split_items(tiny_dataset, config).to_dict()
     parts = [set(split.train), set(split.calibration), set(split.test)]
     assert len(split.train) == 100
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
@@ -60,3 +60,14 @@ def test_perceptual_extractor_comes_from_the_recommender(tiny_vbpr, tiny_extract
     assert perceptual_extractor(tiny_vbpr, None) is tiny_extractor
     with pytest.raises(ConfigError, match="stages"):
         perceptual_extractor(object(), lambda x: x)
+
+
+def test_reconstruction_only_training_has_no_detector(tiny_vbpr, tiny_dataset):
+    from varsec.defenses import train_defense
+
+    result = train_defense(tiny_vbpr, tiny_dataset, recon_epochs=1, mix_epochs=0,
+                           detector_epochs=0, width=4, blocks=1, heads=1, max_tokens=16,
+                           batch_size=16, max_items=32)
+    assert result.detector is None and result.calibration is None
+    assert [r["phase"] for r in result.history] == ["reconstruction"]
+    assert set(result.adversarial) == {"fgsm", "detector"}

@@ -55,3 +55,37 @@ def test_cooperative_hr_may_depend_on_the_defense():
 def test_unknown_kind():
     with pytest.raises(ConfigError, match="unknown defense kind 'blur'"):
         sweep_levels("blur")
+
+
+def test_two_stage_sweep_non_adaptive_and_adaptive(tiny_dataset, tiny_vbpr):
+    import numpy as np
+    import torch
+
+    from varsec.attacks import INSA, FGSMStep, run_attack
+    from varsec.defenses.sweep import defended_catalog_hr, two_stage_sweep
+    from varsec.recsys import BPRMF, TwoStage
+
+    first = BPRMF(factors=4, epochs=2, early_stopping=False).fit(tiny_dataset)
+    pipeline = TwoStage(first, tiny_vbpr, k=20)
+    sets = pipeline.prepare(tiny_dataset)
+    cold = np.asarray(tiny_dataset.cold_items[:6])
+    coop = torch.from_numpy(np.ascontiguousarray(tiny_dataset.catalog.images[cold]))
+    adv = run_attack(INSA(tiny_vbpr), coop, FGSMStep(32)).images
+    calls = []
+
+    def adaptive(transform):
+        calls.append(transform.bits)
+        return run_attack(INSA(tiny_vbpr), coop, FGSMStep(32),
+                          transform=transform.adaptive_hook()).images
+
+    baseline = defended_catalog_hr(tiny_vbpr, tiny_dataset, None)
+    plain = two_stage_sweep(pipeline, sets, coop, adv, "bit-depth", levels=(7, 2),
+                            clean_hr=lambda t: defended_catalog_hr(tiny_vbpr, tiny_dataset, t),
+                            baseline_clean_hr=baseline)
+    known = two_stage_sweep(pipeline, sets, coop, adaptive, "bit-depth", levels=(7, 2))
+    assert calls == [7, 2]
+    for result in (plain, known):
+        assert [p.level for p in result.points] == [7, 2]
+        assert all(0 <= p.hr_adversarial <= 1 for p in result.points)
+    assert plain.points[0].hr_cooperative == known.points[0].hr_cooperative
+    assert 0 <= baseline <= 1 and plain.points[0].clean_hr is not None

@@ -97,15 +97,15 @@ class Attack(ABC):
         return ClassifierObjective(self.model, labels, target=target, kappa=self.kappa)
 
     # -- calling ------------------------------------------------------------------------------
-    def run(self, images: Any, labels: Any) -> AttackResult:
+    def run(self, images: Any, labels: Any, *, report_success: bool = True) -> AttackResult:
         """Attack and return the :class:`~varsec.attacks.engine.AttackResult`."""
         objective = self.objective(images, labels)
         return run_attack(objective, images, self.rule(), **self.options,
-                          desc=type(self).__name__)
+                          report_success=report_success, desc=type(self).__name__)
 
     def __call__(self, images: Any, labels: Any) -> Tensor:
         """Adversarial images as float on the 8-bit grid, on the images' device."""
-        result = self.run(images, labels)
+        result = self.run(images, labels, report_success=False)
         device = images.device if isinstance(images, Tensor) else torch.device("cpu")
         return result.float_images().to(device)
 

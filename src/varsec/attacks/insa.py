@@ -39,7 +39,7 @@ def require_visual(recommender: Any, what: str) -> None:
 
 
 def recommender_modules(recommender: Any) -> list[nn.Module]:
-    """The recommender and its attached image extractor (frozen during attacks)."""
+    """The recommender and its attached image extractor (in eval mode during attacks)."""
     modules = [recommender] if isinstance(recommender, nn.Module) else []
     extractor = getattr(recommender, "_extractor", None)
     owner = getattr(extractor, "__self__", extractor)

@@ -31,7 +31,7 @@ class Objective(ABC):
 
     Subclasses implement :meth:`loss`; those with a notion of success override
     :meth:`success` (checked on quantised images, for early stopping and C&W's binary search).
-    :meth:`modules` lists the networks the engine puts in eval mode and freezes while attacking.
+    :meth:`modules` lists the networks the engine puts in eval mode while attacking.
     """
 
     #: True when the objective needs pixels (every objective here; kept for feature-level ones).
@@ -55,7 +55,7 @@ class Objective(ABC):
         return -self.loss(x, index)
 
     def modules(self) -> list[nn.Module]:
-        """The networks behind the objective (eval mode, frozen parameters during an attack)."""
+        """The networks behind the objective (put in eval mode during an attack)."""
         return []
 
     def check_size(self, n_images: int) -> None:

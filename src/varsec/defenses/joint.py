@@ -403,7 +403,9 @@ class DefenseTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.network = self._build_network().to(self.device)
-            self.detector = self._build_detector().to(self.device)
+            self.detector = self._build_detector()
+        if self.detector is not None:
+            self.detector.to(self.device)
         self.sets = adversarial or adversarial_sets(recommender, dataset, self.split, config)
         self.data = _training_data(dataset, self.split, self.sets)
         self.rs_loss = RecommenderLoss(recommender, dataset, self.split.train, config.seed)

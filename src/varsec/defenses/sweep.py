@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from varsec.defenses.base import InputTransform
@@ -164,6 +165,71 @@ def run_sweep(
     return SweepResult(kind, points, baseline_clean_hr, dict(labels or {}))
 
 
+def two_stage_sweep(
+    two_stage: Any,
+    sets: Any,
+    cooperative: Any,
+    adversarial: Any | Callable[[InputTransform], Any],
+    kind: str,
+    *,
+    levels: Sequence[float] | None = None,
+    defend_cooperative: bool = False,
+    clean_hr: Callable[[InputTransform], float] | None = None,
+    baseline_clean_hr: float | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> SweepResult:
+    """:func:`run_sweep` on the AIP two-stage protocol (000 sec 5.2, eq 5).
+
+    ``two_stage`` / ``sets`` are a :class:`~varsec.recsys.two_stage.TwoStage` and its prepared
+    candidate sets; ``cooperative`` the cold items' uint8 images; ``adversarial`` their uint8
+    adversarial images (the non-adaptive attacker: attacked once, without the defense) or a
+    callable ``transform -> images`` that re-attacks through the defense at each level (the
+    adaptive attacker, e.g. with ``transform.adaptive_hook()``). The defense is applied to the
+    adversarial images, and to the cooperative ones too with ``defend_cooperative``.
+    """
+    from varsec.defenses.base import defend_images
+    from varsec.metrics.attack import aip_measures
+
+    def measures(transform: InputTransform) -> Any:
+        images = adversarial(transform) if callable(adversarial) else adversarial
+        coop = defend_images(transform, cooperative) if defend_cooperative else cooperative
+        return aip_measures(two_stage, sets, coop, defend_images(transform, images), ks=(5,))
+
+    cache: dict[int, Any] = {}
+
+    def cached(transform: InputTransform) -> Any:
+        if id(transform) not in cache:
+            cache.clear()
+            cache[id(transform)] = measures(transform)
+        return cache[id(transform)]
+
+    coop_hr: float | Callable[[InputTransform], float]
+    if defend_cooperative:
+        coop_hr = lambda t: cached(t).value("HR_cold_coop", 5)  # noqa: E731
+    else:
+        coop_hr = aip_measures(two_stage, sets, cooperative, cooperative,
+                               ks=(5,)).value("HR_cold_coop", 5)
+    return run_sweep(kind, lambda t: cached(t).value("HR_cold_adv", 5), coop_hr,
+                     levels=levels, clean_hr=clean_hr, baseline_clean_hr=baseline_clean_hr,
+                     labels=labels)
+
+
+def defended_catalog_hr(model: Any, dataset: Any, transform: Callable[[Any], Any] | None,
+                        *, k: int = 10, n_negatives: int | None = None, seed: int = 0) -> float:
+    """Clean HR@k of ``model`` when ``transform`` is applied to every catalog image (None: no
+    defense); full ranking, or ``n_negatives`` sampled negatives."""
+    import torch
+
+    from varsec.defenses.base import defend_images
+    from varsec.defenses.evaluation import Condition, ranking_table
+
+    clean = torch.from_numpy(np.ascontiguousarray(dataset.catalog.images))
+    images = clean if transform is None else defend_images(transform, clean)
+    table = ranking_table([Condition("defended", model, images)], dataset, ks=(k,),
+                          n_negatives=n_negatives, full=n_negatives is None, seed=seed)
+    return float(table[table["metric"] == "HR"]["value"].iloc[0])
+
+
 def sweep_table(results: Sequence[SweepResult]) -> pd.DataFrame:
     """000 Table 7 as data: one row per sweep with its weakest successful level and its cost."""
     rows = [{**r.labels, "defense": r.kind, "weakest_level": r.weakest, "clean_cost": r.cost,
@@ -176,9 +242,11 @@ __all__ = [
     "LEVELS",
     "SweepPoint",
     "SweepResult",
+    "defended_catalog_hr",
     "make_transform",
     "run_sweep",
     "sweep_levels",
     "sweep_table",
+    "two_stage_sweep",
     "weakest_level",
 ]

@@ -6,6 +6,8 @@ at most k * alpha): k starts at 0 (clean training) and is raised by one, up to K
 whenever the validation accuracy under the current PGD-k has not improved by ``min_gain`` for
 ``patience`` epochs. Batches are mixed: an ``adv_fraction`` share of each minibatch is replaced
 by its PGD-k examples, the rest stays clean, which trades some robustness for clean accuracy.
+The best epoch is chosen among those trained at the highest k reached: earlier epochs, barely
+trained, can look robust on validation without having learnt anything from the curriculum.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ class CurriculumAdversarialTraining(TrainingMode):
         return float(loss.detach())
 
     def end_epoch(self, epoch: int, measure: Measure) -> None:
-        """Raise k when validation accuracy under PGD-k has not improved for ``patience`` epochs."""
+        """Raise k when validation accuracy under PGD-k has not improved for ``patience`` epochs.
+
+        The new level's baseline is measured at once (the current weights against PGD-(k+1)),
+        so a level that brings no gain can be left after ``patience`` epochs as well.
+        """
         accuracy = measure(self.k)
         if accuracy >= self.best + self.config.min_gain:
             self.best, self.stale = accuracy, 0
@@ -54,7 +60,11 @@ class CurriculumAdversarialTraining(TrainingMode):
         self.stale += 1
         if self.stale >= self.config.patience and self.k < self.config.steps:
             self.k += 1
-            self.best, self.stale = -float("inf"), 0
+            self.best, self.stale = measure(self.k), 0
+
+    def phase(self) -> int:
+        """Model selection only compares epochs trained at the highest k reached."""
+        return self.k
 
     def state(self) -> dict[str, Any]:
         """The current number of PGD steps k."""

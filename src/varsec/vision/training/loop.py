@@ -222,8 +222,11 @@ class Trainer:
         """Train all epochs; returns the metrics and the best state dict."""
         cfg, started = self.config, time.perf_counter()
         best_score, best_state, best_record = -1.0, None, None
-        train_seconds = 0.0
+        train_seconds, best_phase = 0.0, None
         for epoch in range(1, self.mode.n_epochs + 1):
+            phase = self.mode.phase()
+            if phase != best_phase:  # a new phase: earlier epochs are no longer candidates
+                best_score, best_phase = -1.0, phase
             tick = time.perf_counter()
             loss = self.run_epoch(epoch)
             train_seconds += time.perf_counter() - tick

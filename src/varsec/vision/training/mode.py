@@ -45,6 +45,11 @@ class TrainingMode(ABC):
     def end_epoch(self, epoch: int, measure: Measure) -> None:  # noqa: B027 (optional hook)
         """Called after each epoch's validation (the curriculum raises its k here)."""
 
+    def phase(self) -> Any:
+        """Epochs of different phases are not compared by model selection; only the epochs of
+        the latest phase are candidates (the curriculum's phase is its k)."""
+        return None
+
     def state(self) -> dict[str, Any]:
         """Mode state worth recording per epoch (e.g. the curriculum's k)."""
         return {}
