@@ -1,6 +1,8 @@
-"""The Fashion-MNIST targets of issue 3 as assertions (slow: ``-m benchmark``, not in make test).
+"""The Fashion-MNIST targets of issue 3 as assertions (about 10 minutes).
 
-The configurations are those of ``benchmarks/vision.py``; the figures go to BENCHMARKS.md.
+Run them with ``pytest -m benchmark tests/vision``; without ``-m benchmark`` they are skipped
+(``make test`` deselects them). The configurations are those of ``benchmarks/vision.py``; the
+figures go to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ import pytest
 from varsec.vision import TrainConfig, evaluate_robustness, train_classifier
 
 COMMON = {"batch_size": 128, "lr": 0.05, "eps": 8.0, "seed": 0}
+
+
+@pytest.fixture(autouse=True)
+def _only_when_asked(request):
+    markexpr = request.config.getoption("markexpr") or ""
+    if "benchmark" not in markexpr.replace("not benchmark", ""):
+        pytest.skip("slow target check: run with -m benchmark")
 
 
 @pytest.mark.benchmark
