@@ -7,10 +7,7 @@ fast.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import torch
 
 from varsec.vision.training import TrainConfig, train_classifier
 
@@ -25,16 +22,6 @@ TINY = {
     "steps": 2,
     "seed": 0,
 }
-
-
-@pytest.fixture(scope="package", autouse=True)
-def _torch_threads():
-    """One torch thread by default (``VARSEC_TEST_THREADS`` overrides): on 2 cores shared with
-    other jobs, two OpenMP threads stall at every barrier and run several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("VARSEC_TEST_THREADS", "1")))
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
