@@ -239,7 +239,7 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
                                    PGDStep(args.eps, steps=args.pgd_steps), test,
                                    penalty=args.adaptive_penalty, seed=args.seed)
     plain = reports[1].adversarial_scores
-    return {
+    report = {
         "profile": args.profile, "seed": args.seed, "threads": torch.get_num_threads(),
         "defense_config": config.to_dict(), "calibration": defense.calibration.to_dict(),
         "items": {k: len(v) for k, v in defense.split.to_dict().items()},
@@ -247,6 +247,10 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
         "table3": detection.to_dict(orient="records"),
         "targets": {
             "fgsm16_hr10_sampled20_recovery": {"value": keep, "met": keep >= 0.7},
+            "undefended_fgsm16_hr10_sampled20_recovery": recovery(table, "VBPR-FGSM"),
+            "fgsm16_hr10_full_recovery": recovery(table, "OURS-FGSM", protocol="full"),
+            "undefended_fgsm16_hr10_full_recovery": recovery(table, "VBPR-FGSM",
+                                                             protocol="full"),
             "detection_accuracy": {str(k): {"value": v, "met": v >= 0.85}
                                    for k, v in accuracy.items()},
         },
@@ -255,8 +259,50 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
                          "fgsm16_evasion_rate": float(np.mean(plain <= detector.threshold)),
                          "penalty": args.adaptive_penalty},
         "defense_seconds": round(defense.seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
+    log(f"adaptive PGD evasion rate {adaptive.evasion_rate:.3f}")
+    if args.save_dir:
+        save_defense(args.save_dir, defense, report)
+    if args.transforms:
+        report["transforms"] = transform_table(vbpr, dataset, clean, attacked["VBPR"]["FGSM"],
+                                               args).to_dict(orient="records")
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def save_defense(directory: str, defense: Any, report: dict[str, Any]) -> None:
+    """The trained networks and the report so far, for re-evaluation without retraining."""
+    from pathlib import Path
+
+    from varsec.defenses import save_detector, save_reconstruction
+    from varsec.io import write_json_atomic
+
+    root = Path(directory)
+    save_reconstruction(root / "reconstruction.pt", defense.reconstruction)
+    save_detector(root / "detector.pt", defense.detector, defense.reconstruction)
+    write_json_atomic(root / "report.json", report)
+
+
+TRANSFORMS = (("jpeg", 50), ("bit-depth", 4), ("median", 3), ("resize-pad", 212 / 224))
+
+
+def transform_table(vbpr: Any, dataset: Any, clean: torch.Tensor, fgsm: torch.Tensor,
+                    args: argparse.Namespace) -> Any:
+    """VBPR under FGSM behind each input transform: non-adaptive (attacked without the
+    defense) and adaptive (attacked through its BPDA / EOT hook), and the clean cost."""
+    from varsec.attacks import FGSMStep, poison_catalog
+    from varsec.defenses import Condition, defend_images, make_transform, ranking_table
+
+    conditions = [Condition("none-Clean", vbpr, clean), Condition("none-FGSM", vbpr, fgsm)]
+    for kind, level in TRANSFORMS:
+        transform = make_transform(kind, level)
+        hook = transform.adaptive_hook(4 if transform.adaptive == "eot" else None)
+        adaptive = poison_catalog(vbpr, dataset, FGSMStep(args.eps), seed=args.seed,
+                                  batch_size=256, transform=hook)[1].images
+        for name, images in (("Clean", clean), ("FGSM", fgsm), ("FGSM-adaptive", adaptive)):
+            conditions.append(Condition(f"{kind}-{name}", vbpr, defend_images(transform, images)))
+        log(f"transform {kind} done")
+    return ranking_table(conditions, dataset, ks=(10,), seed=args.seed)
 
 
 def print_tables(report: dict[str, Any]) -> None:
@@ -266,10 +312,14 @@ def print_tables(report: dict[str, Any]) -> None:
     table = pd.DataFrame(report["table2"])
     wide = table.pivot_table(index="condition", columns=["protocol", "metric", "k"],
                              values="value", sort=False)
-    print(wide.round(4).to_markdown())
+    print(wide.round(4).to_string())
     detection = pd.DataFrame(report["table3"]).pivot_table(index="metric", columns="eps",
                                                            values="value")
-    print(detection.round(4).to_markdown())
+    print(detection.round(4).to_string())
+    if "transforms" in report:
+        frame = pd.DataFrame(report["transforms"])
+        print(frame[frame["metric"] == "HR"].pivot_table(
+            index="condition", columns="protocol", values="value", sort=False).round(4).to_string())
 
 
 def main() -> None:
@@ -301,17 +351,20 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--max-items", type=int, default=None)
     parser.add_argument("--adaptive-penalty", type=float, default=10.0)
+    parser.add_argument("--save-dir", default=None, help="targets: keep the trained networks")
+    parser.add_argument("--transforms", action="store_true",
+                        help="targets: also VBPR under FGSM behind each input transform")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = speed(args) if args.mode == "speed" else targets(args)
-    if args.mode == "targets":
-        print_tables(report)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("table2", "table3")},
-                     indent=2, default=str))
     if args.json:
         from varsec.io import write_json_atomic
 
         write_json_atomic(args.json, report)
+    print(json.dumps({k: v for k, v in report.items()
+                      if k not in ("table2", "table3", "transforms")}, indent=2, default=str))
+    if args.mode == "targets":
+        print_tables(report)
 
 
 if __name__ == "__main__":

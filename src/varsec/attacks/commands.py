@@ -157,7 +157,7 @@ def _recommender(job: AttackJob, what: str) -> Any:
 
     model = Recommender.load(job.recommender, device=job.device)
     require_visual(model, f"the {job.objective} objective")
-    if job.checkpoint and getattr(model, "_extractor", None) is None and model.feature_dim:
+    if job.checkpoint and model.extractor is None and model.feature_dim:
         model.attach_extractor(_backbone(job, what))
     return model
 

@@ -41,7 +41,7 @@ def require_visual(recommender: Any, what: str) -> None:
 def recommender_modules(recommender: Any) -> list[nn.Module]:
     """The recommender and its attached image extractor (in eval mode during attacks)."""
     modules = [recommender] if isinstance(recommender, nn.Module) else []
-    extractor = getattr(recommender, "_extractor", None)
+    extractor = getattr(recommender, "extractor", None)
     owner = getattr(extractor, "__self__", extractor)
     if isinstance(owner, nn.Module):
         modules.append(owner)

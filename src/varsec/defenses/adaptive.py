@@ -60,10 +60,12 @@ class DetectorAwareObjective(Objective):
         self.random_layer = random_layer
 
     def modules(self) -> list[nn.Module]:
+        """The recommender's networks, T, the detector (and R): frozen while attacking."""
         extra = [self.random_layer] if isinstance(self.random_layer, nn.Module) else []
         return [*self.base.modules(), self.reconstruction, self.detector, *extra]
 
     def check_size(self, n_images: int) -> None:
+        """As the base objective."""
         self.base.check_size(n_images)
 
     def seen(self, reconstructed: Tensor) -> Tensor:
@@ -77,6 +79,7 @@ class DetectorAwareObjective(Objective):
         return gain, self.detector.distance(x, reconstructed)
 
     def loss(self, x: Tensor, index: Tensor) -> Tensor:
+        """``J(x')`` per image (the module docstring's penalised objective)."""
         gain, score = self.parts(x, index)
         return gain - self.penalty * F.relu(score - (self.threshold - self.margin))
 

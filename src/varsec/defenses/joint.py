@@ -370,7 +370,7 @@ class DefenseResult:
 
 def perceptual_extractor(recommender: Any, extractor: Any | None) -> Any:
     """The backbone whose stages the perceptual loss compares (default: the recommender's)."""
-    candidate = extractor if extractor is not None else getattr(recommender, "_extractor", None)
+    candidate = extractor if extractor is not None else getattr(recommender, "extractor", None)
     owner = getattr(candidate, "__self__", candidate)  # a bound ``features`` method
     for source in (owner, getattr(owner, "backbone", None)):
         if callable(getattr(source, "stages", None)):

@@ -63,6 +63,7 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x + body(x)``."""
         return x + self.body(x)
 
 
@@ -99,6 +100,7 @@ class GlobalSelfAttention(nn.Module):
         return out.transpose(1, 2).reshape(n, length, width)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Attention over the positions, then the per-pixel MLP (both residual)."""
         n, c, h, w = x.shape
         gh, gw = self.grid(h, w)
         source = x if (gh, gw) == (h, w) else F.adaptive_avg_pool2d(x, (gh, gw))

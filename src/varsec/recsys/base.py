@@ -280,9 +280,14 @@ class Recommender(nn.Module):
                 extractor.eval()
         object.__setattr__(self, "_extractor", extractor)
 
+    @property
+    def extractor(self) -> Any | None:
+        """The attached image -> feature map (None when there is none; DVBPR's is its own CNN)."""
+        return getattr(self, "_extractor", None)
+
     def image_features(self, images: Tensor) -> Tensor:
         """The features the model sees for float NCHW images (differentiable in the images)."""
-        extractor = getattr(self, "_extractor", None)
+        extractor = self.extractor
         if extractor is None:
             raise ModelError(
                 f"{type(self).__name__} has no image extractor: pass extractor= to fit() or "
