@@ -29,6 +29,7 @@ class TorchvisionBackbone(Backbone):
     std = IMAGENET_STD
     url: ClassVar[str] = ""
     builder: ClassVar[Callable[[], nn.Module]]
+    layer_dims: ClassVar[dict[str, int]] = {}  # named feature layers; "logits" is added
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class TorchvisionBackbone(Backbone):
             load_state_into(self.net, state, arch=self.name, source=source)
         if num_classes != 1000:
             self._replace_head(num_classes)
+        self.feature_dims = {**self.layer_dims, "logits": num_classes}
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU
 
     def _replace_head(self, num_classes: int) -> None:
@@ -69,15 +71,7 @@ class SequentialFeaturesBackbone(TorchvisionBackbone):
     feature_layer = "fc6"
     stage_indices: ClassVar[tuple[int, ...]] = ()
     fc_indices: ClassVar[dict[str, int]] = {}
-
-    def __init__(
-        self,
-        weights: str | os.PathLike[str] | None = "imagenet",
-        download: bool = False,
-        num_classes: int = 1000,
-    ) -> None:
-        super().__init__(weights=weights, download=download, num_classes=num_classes)
-        self.feature_dims = {"fc6": 4096, "fc7": 4096, "logits": num_classes}
+    layer_dims: ClassVar[dict[str, int]] = {"fc6": 4096, "fc7": 4096}
 
     def _replace_head(self, num_classes: int) -> None:
         last = self.net.classifier[-1]

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import os
+from typing import ClassVar
 
 from torch import Tensor, nn
 from torchvision.models import resnet50
@@ -21,15 +21,7 @@ class ResNet50(TorchvisionBackbone):
     url = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
     builder = staticmethod(lambda: resnet50(weights=None))
     feature_layer = "pool"
-
-    def __init__(
-        self,
-        weights: str | os.PathLike[str] | None = "imagenet",
-        download: bool = False,
-        num_classes: int = 1000,
-    ) -> None:
-        super().__init__(weights=weights, download=download, num_classes=num_classes)
-        self.feature_dims = {"pool": 2048, "logits": num_classes}
+    layer_dims: ClassVar[dict[str, int]] = {"pool": 2048}
 
     def _replace_head(self, num_classes: int) -> None:
         self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
