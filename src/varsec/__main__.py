@@ -1,0 +1,7 @@
+"""``python -m varsec``: the same command line as ``varsec``."""
+
+import sys
+
+from varsec.cli import main
+
+sys.exit(main())
