@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from study_standins import TINY_STUDY, tiny_stages
+from study_standins import TINY_DEFENSE_STUDY, TINY_STUDY, tiny_data_stages, tiny_stages
 
 from varsec.study.schema import load_study_text
 
@@ -19,3 +19,21 @@ def tiny_run(tmp_path_factory):
     with tiny_stages():
         result = run_study(config, out, log=None)
     return result
+
+
+@pytest.fixture(scope="session")
+def defense_run(tmp_path_factory):
+    """The tiny defense study run once: real attacks (and their adaptive versions), JPEG and the
+    reconstruction defense (fit, apply with and without the random layer), evaluations, report."""
+    import torch
+
+    from varsec.study.runner import run_study
+
+    out = tmp_path_factory.mktemp("defense")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests that rerun its stages (tests/conftest.py): same sums
+    try:
+        with tiny_data_stages():
+            return run_study(load_study_text(TINY_DEFENSE_STUDY), out, log=None)
+    finally:
+        torch.set_num_threads(before)

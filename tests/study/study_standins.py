@@ -182,3 +182,39 @@ evaluation:
   bootstrap: 50
   rank_min: [1, 3]
 """
+
+
+@contextlib.contextmanager
+def tiny_data_stages():
+    """Data and extractor stand-ins only: the real attack, defense, recommender and evaluation
+    stages run on the tiny catalog."""
+    with override_stage("data", tiny_data), override_stage("extractor", tiny_extractor):
+        yield
+
+
+# The tiny extractor has 3 stages (0-2): the perceptual loss compares stages 1 and 2.
+TINY_RECON = ("width: 4, blocks: 1, heads: 1, max_tokens: 49, recon_epochs: 1, mix_epochs: 0, "
+              "detector_epochs: 1, max_items: 64, batch_size: 16, perceptual_stages: [1, 2], "
+              "detection_eps: [16, 32]")
+TINY_DEFENSE_STUDY = """
+study: tiny-defense
+extractors:
+  cnn: {epochs: 1}
+recommenders:
+  bpr: {kind: bpr-mf, params: {factors: 8, epochs: 2, early_stopping: false}}
+  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 2,
+                                             early_stopping: false}}
+  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
+attacks:
+  fgsm: {kind: fgsm, objective: bpr, recommender: vbpr, eps: [16]}
+  insa: {kind: insa, recommender: pipe, eps: [32], steps: 2}
+defenses:
+  jpeg: {kind: jpeg, strengths: [50], attacks: [insa], adaptive: true}
+  recon: {kind: reconstruction, attacks: [fgsm], adaptive: true, params: {<recon>}}
+  recon-rand: {kind: reconstruction, attacks: [fgsm], clean: false,
+               params: {<recon>, random_resize_pad: 0.8}}
+evaluation:
+  protocols: [{kind: full}, {kind: sampled, negatives: 20}]
+  cold_items: 20
+  bootstrap: 0
+""".replace("<recon>", TINY_RECON)

@@ -35,6 +35,12 @@ attacks:
     eps: [8, 32]
 """
 
+# GOOD plus a dvbpr, an attack through vbpr and an item-to-item attack on the extractor (lines
+# 9, 16-17); a defenses section starts on line 18, its first entry on line 19.
+RECON = GOOD.replace("  pipe:", "  d: {kind: dvbpr}\n  pipe:") + \
+    "  f: {kind: fgsm, objective: bpr, recommender: vbpr}\n" \
+    "  p: {kind: pgd, extractor: cnn, items: pairs}\n"
+
 
 def _models(model=StudyConfig, seen=None):
     seen = set() if seen is None else seen
@@ -104,6 +110,42 @@ def test_a_good_study_loads_with_eps_lists_and_single_names():
     (GOOD + "defenses:\n  at: {kind: adversarial-training, extractor: [cnn]}\n",
      "defenses.at.extractor[0]: extractor 'cnn' is not adversarially trained"),
     (GOOD + "seeds: [1, 1]\n", "seeds: seeds must be a non-empty list of distinct integers."),
+    (RECON + "defenses:\n  r: {kind: reconstruction, attacks: [f], params: {widht: 8}}\n",
+     "s.yaml:19: defenses.r.params.widht: unknown reconstruction parameter 'widht' (known: eps,"),
+    (RECON + "defenses:\n  r: {kind: reconstruction, params: {width: 0}}\n",
+     "s.yaml:19: defenses.r.params.width: width must be an integer >= 1, got 0."),
+    (RECON + "defenses:\n  r: {kind: reconstruction, params: {seed: 3}}\n",
+     "defenses.r.params.seed: seed is set by the study (seeds / device), not per defense."),
+    (RECON + "defenses:\n  r:\n    kind: reconstruction\n    params:\n"
+     "      random_resize_pad: 2\n",
+     "s.yaml:22: defenses.r.params.random_resize_pad: must be true, false or a resize ratio in "
+     "(0, 1], got 2."),
+    (RECON + "defenses:\n  r: {kind: reconstruction, params: {detection_eps: [16, 300]}}\n",
+     "defenses.r.params.detection_eps: must be a list of eps in (0, 255] 8-bit levels"),
+    (RECON + "defenses:\n  r: {kind: reconstruction, params: {recon_epochs: 0, mix_epochs: 0}}\n",
+     "defenses.r.params: the reconstruction network needs at least one epoch"),
+    (RECON + "defenses:\n  r: {kind: reconstruction, attacks: [f, p]}\n",
+     "defenses.r.attacks[1]: the reconstruction defense is trained against the recommender an "
+     "attack goes through; 'p' attacks extractor(s) cnn."),
+    (RECON + "  fd: {kind: fgsm, objective: bpr, recommender: d}\n"
+     "defenses:\n  r: {kind: reconstruction, attacks: [fd]}\n",
+     "defenses.r.attacks[0]: the reconstruction defense is trained against a vbpr or amr "
+     "recommender on a study extractor; 'fd' goes through 'd' (a dvbpr)."),
+    ("extractors: {cnn: {}}\nattacks:\n  p: {kind: pgd, extractor: cnn, items: pairs}\n"
+     "defenses:\n  r: {kind: reconstruction}\n",
+     "defenses.r.attacks: no attack of this study goes through a vbpr or amr recommender"),
+    (GOOD + "defenses:\n  j: {kind: jpeg, params: {eot_samples: 4}}\n",
+     "defenses.j.params.eot_samples: unknown jpeg parameter 'eot_samples' (it takes none)."),
+    (GOOD + "defenses:\n  rp: {kind: resize-pad, adaptive: true, params: {eot_samples: 0}}\n",
+     "defenses.rp.params.eot_samples: EOT draws must be an integer >= 1, got 0."),
+    (GOOD.replace("cnn: {epochs: 1}", "cnn: {epochs: 1}\n  rob: {training: pgd-at}")
+     + "defenses:\n  at: {kind: adversarial-training, extractor: [rob], adaptive: true}\n",
+     "defenses.at.adaptive: a robust extractor is attacked white-box by the study's attacks"),
+    (GOOD + "defenses:\n  j: {kind: jpeg, attacks: [insa], adaptive: [nope]}\n",
+     "defenses.j.adaptive[0]: 'nope' is not an attack this defense covers (known: insa)."),
+    (GOOD + "  cs: {kind: csema, recommender: pipe}\n"
+     "defenses:\n  j: {kind: jpeg, attacks: [insa, cs], adaptive: true}\n",
+     "defenses.j.attacks[1]: 'cs' is a c-SEMA attack (a pasted patch, no gradient)"),
     (GOOD + "study: x\n", "duplicate key 'study'"),
     ("a: [1\n", "not valid YAML"),
 ])

@@ -10,6 +10,13 @@ Evaluation scenarios follow the attack family (see :func:`~varsec.study.schema.a
 * ``promotion`` - cold items replaced by their adversarial versions (000 Tables 4-6);
 * ``category`` - CHR@K of a source category before / after a targeted attack (001 Table 1);
 * ``item2item`` - success at rank_min of attack items among a target's neighbours (004).
+
+Defenses: an input transform is one ``apply`` stage per strength on each attack it covers (and
+on the clean catalog: its cost); the reconstruction defense adds one ``fit`` stage per
+recommender it defends (the model an attack goes through, a two-stage's ranker), which every
+``apply`` stage of that recommender reads. With ``adaptive: true`` each covered attack is re-run
+through the defense (attack label ``<attack>+adaptive``), defended and evaluated beside the
+non-adaptive run.
 """
 
 from __future__ import annotations
@@ -27,10 +34,14 @@ from varsec.study.schema import (
     attack_family,
     attack_items,
     attack_objective,
+    defense_params,
+    ranking_model,
+    reconstructable,
 )
 from varsec.study.stages import Stage, stage_key
 
 CLEAN = "none"
+ADAPTIVE = "+adaptive"  # suffix of the attack label of an attack run through a defense
 # What the default resources of a stage kind are on a GPU study (no stage requires a GPU).
 GPU_KINDS = ("extractor", "recommender", "attack", "defense")
 
@@ -255,7 +266,7 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                   models: dict[str, Stage], name: str, attack: AttackSection, role: str,
                   target: str, eps: float | None, seed: int, base: dict[str, Any],
                   through: dict[str, Any] | None = None, fitted: Stage | None = None,
-                  label: str | None = None) -> Stage:
+                  label: str | None = None, defense: str | None = None) -> Stage:
     config = planner.config
     slice_ = _attack_config(config, attack, eps, seed)
     inputs: dict[str, Stage] = {"data": data}
@@ -271,8 +282,11 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
         if fitted is not None:
             inputs["defense"] = fitted
     labels.update(attack=label or name, eps=eps)
+    if defense is not None:  # an adaptive attack: its rows are measured through the defense
+        labels["defense"] = defense
     eps_text = f" eps {eps:g}" if eps is not None else ""
-    title = f"attack {label or name} on {target}{eps_text} (seed {seed})"
+    through_text = f" through {defense}" if defense is not None else ""
+    title = f"attack {label or name} on {target}{eps_text}{through_text} (seed {seed})"
     return planner.add("attack", title, slice_, inputs, labels)
 
 
@@ -326,12 +340,12 @@ def _plan_defenses(planner: _Planner, data: Stage, extractors: dict[str, Stage],
             continue  # its robust extractors are ordinary extractors of the study
         applies = [r for r in runs if _applies(defense, r, config)]
         for run in applies:
-            fitted = _fit_stage(planner, data, defense, name, run, models, extractors, seed, base)
+            fitted = _fit_stage(planner, data, models, defense, name, run, applies, seed, base)
             for strength in defense.sweep():
                 stage = _apply_stage(planner, data, defense, name, strength, run.stage, fitted,
                                      seed, base)
                 _attack_evaluations(planner, data, extractors, models, run, seed, base, stage)
-                if defense.adaptive:
+                if defense.adapts(run.name):
                     _adaptive(planner, data, extractors, models, defense, name, strength, run,
                               fitted, seed, base)
         if defense.clean:
@@ -339,32 +353,39 @@ def _plan_defenses(planner: _Planner, data: Stage, extractors: dict[str, Stage],
 
 
 def _applies(defense: DefenseSection, run: _AttackRun, config: StudyConfig) -> bool:
+    if defense.kind == "reconstruction" and not (run.target in config.recommenders and
+                                                 reconstructable(config, run.target)):
+        return False  # trained against the recommender an attack goes through
     if defense.attacks:
         return run.name in defense.attacks
     return config.attacks[run.name].kind != "csema"
 
 
-def _fit_stage(planner: _Planner, data: Stage, defense: DefenseSection, name: str,
-               run: _AttackRun, models: dict[str, Stage], extractors: dict[str, Stage],
+def _fit_stage(planner: _Planner, data: Stage, models: dict[str, Stage],
+               defense: DefenseSection, name: str, run: _AttackRun, runs: list[_AttackRun],
                seed: int, base: dict[str, Any]) -> Stage | None:
+    """Reconstruction: train T and the detector against the run's (ranking) recommender, once
+    per recommender; the detection test runs at ``detection_eps`` or the covered attacks' eps."""
     if defense.kind != "reconstruction":
         return None
     config = planner.config
-    extractor = run.target if run.target in extractors else _extractor_of(config, run.target)
-    inputs: dict[str, Stage] = {"data": data}
-    if extractor in extractors:
-        inputs["extractor"] = extractors[extractor]
-    slice_ = {"action": "fit", "kind": defense.kind, "params": defense.params, "seed": seed}
-    labels = {**base, "defense": name, "extractor": extractor}
-    return planner.add("defense", f"defense {name}: fit on {extractor} (seed {seed})", slice_,
-                       inputs, labels)
+    model = ranking_model(config, run.target)
+    params = defense_params(defense)
+    eps = params.detection_eps or sorted({r.eps for r in runs if r.eps is not None
+                                          and ranking_model(config, r.target) == model})
+    slice_ = {"action": "fit", "kind": defense.kind, "params": params.train,
+              "detection_eps": eps, "seed": seed}
+    labels = {**base, "defense": name, "recommender": model,
+              "extractor": _extractor_of(config, model)}
+    return planner.add("defense", f"defense {name}: fit on {model} (seed {seed})", slice_,
+                       {"data": data, "model": models[model]}, labels)
 
 
 def _apply_stage(planner: _Planner, data: Stage, defense: DefenseSection, name: str,
                  strength: float | None, attack: Stage | None, fitted: Stage | None, seed: int,
                  base: dict[str, Any]) -> Stage:
     slice_ = {"action": "apply", "kind": defense.kind, "strength": strength,
-              "params": defense.params, "seed": seed}
+              "params": defense_params(defense).apply, "seed": seed}
     inputs: dict[str, Stage] = {"data": data}
     if attack is not None:
         inputs["attack"] = attack
@@ -372,6 +393,9 @@ def _apply_stage(planner: _Planner, data: Stage, defense: DefenseSection, name: 
         inputs["model"] = fitted
     label = _defense_label(name, strength)
     labels = {**base, "defense": label}
+    if fitted is not None:  # its detector's rows belong to the recommender it was trained for
+        labels.update(recommender=fitted.labels["recommender"],
+                      extractor=fitted.labels["extractor"])
     if attack is not None:
         labels.update(attack=attack.labels["attack"], eps=attack.labels.get("eps"))
     on = "clean images"
@@ -386,13 +410,17 @@ def _adaptive(planner: _Planner, data: Stage, extractors: dict[str, Stage],
               models: dict[str, Stage], defense: DefenseSection, name: str,
               strength: float | None, run: _AttackRun, fitted: Stage | None, seed: int,
               base: dict[str, Any]) -> None:
+    """The attack re-run through the defense (BPDA / EOT / detector-aware), then defended and
+    evaluated like the non-adaptive one: attack label ``<attack>+adaptive``."""
     config = planner.config
     attack = config.attacks[run.name]
     role = "recommender" if run.target in config.recommenders else "extractor"
-    through = {"kind": defense.kind, "strength": strength, "params": defense.params}
-    label = f"{run.name}+adaptive"
+    through = {"kind": defense.kind, "strength": strength,
+               "params": defense_params(defense).adaptive}
+    label = f"{run.name}{ADAPTIVE}"
     stage = _attack_stage(planner, data, extractors, models, run.name, attack, role, run.target,
-                          run.eps, seed, base, through=through, fitted=fitted, label=label)
+                          run.eps, seed, base, through=through, fitted=fitted, label=label,
+                          defense=_defense_label(name, strength))
     applied = _apply_stage(planner, data, defense, name, strength, stage, fitted, seed, base)
     adaptive_run = _AttackRun(run.name, run.target, run.eps, stage)
     _attack_evaluations(planner, data, extractors, models, adaptive_run, seed, base, applied)
@@ -411,7 +439,7 @@ def _clean_cost(planner: _Planner, data: Stage, extractors: dict[str, Stage],
     for rec in recommenders:
         run = next(r for r in runs if rec in _evaluated_recommenders(
             config, config.attacks[r.name], r.target))
-        fitted = _fit_stage(planner, data, defense, name, run, models, extractors, seed, base)
+        fitted = _fit_stage(planner, data, models, defense, name, run, runs, seed, base)
         scenario = "two-stage" if config.recommenders[rec].kind == "two-stage" else "ranking"
         for strength in defense.sweep():
             stage = _apply_stage(planner, data, defense, name, strength, None, fitted, seed, base)
@@ -419,4 +447,4 @@ def _clean_cost(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                         defense=stage)
 
 
-__all__ = ["CLEAN", "Plan", "dataset_label", "plan_study"]
+__all__ = ["ADAPTIVE", "CLEAN", "Plan", "dataset_label", "plan_study"]

@@ -214,14 +214,24 @@ class DefenseSection(Section):
                                    "kind's default sweep")
     attacks: NameList = Field(default_factory=list, description="attacks it is applied to "
                               "(default: every pixel attack of the study)")
-    adaptive: bool = Field(False, description="also run each of those attacks through the "
-                           "defense (BPDA / EOT)")
+    adaptive: bool | list[str] = Field(False, description="also run those attacks (true) or the "
+                                       "listed ones through the defense: BPDA (jpeg, bit-depth, "
+                                       "median), EOT (resize-pad), detector-aware "
+                                       "(reconstruction); robust means robust to that attacker")
     extractor: NameList = Field(default_factory=list, description="adversarial-training: the "
                                 "robust extractors this entry stands for")
     clean: bool = Field(True, description="also apply it to clean images (what the defense "
                         "costs clean recommendation quality)")
-    params: dict[str, Any] = Field(default_factory=dict, description="reconstruction / detector "
-                                   "settings, e.g. epochs, random_resize_pad")
+    params: dict[str, Any] = Field(default_factory=dict, description="reconstruction: fields "
+                                   "of varsec.defenses.DefenseConfig (width, blocks, "
+                                   "recon_epochs, ...) and detection_eps, random_resize_pad, "
+                                   "adaptive_penalty, adaptive_margin, eot_samples; resize-pad: "
+                                   "eot_samples")
+
+    def adapts(self, attack: str) -> bool:
+        """True when ``attack`` is also run adaptively through this defense."""
+        return self.adaptive is True or (isinstance(self.adaptive, list) and
+                                         attack in self.adaptive)
 
     def sweep(self) -> list[float | None]:
         """The strengths this defense runs at (one None run for kinds without a sweep)."""
@@ -646,6 +656,72 @@ def attack_family(attack: AttackSection) -> str:
     return "category"
 
 
+# -- defense params -------------------------------------------------------------------------------
+YIN_RATIO = 212 / 224  # 002's random resize range: 212-224 of 224 (varsec.defenses.YIN_RATIO)
+EOT_SAMPLES = 10  # default EOT draws of an adaptive attack over a random layer
+RECONSTRUCTION_MODELS = ("vbpr", "amr")  # what the reconstruction defense is trained against
+# Keys of a reconstruction defense's params that are not DefenseConfig fields.
+RECONSTRUCTION_OPTIONS = {
+    "detection_eps": "FGSM budgets of the detection test (002 Table 3); default: the eps of "
+                     "the attacks the defense covers",
+    "random_resize_pad": "true (002's 212/224) or a resize ratio: the random layer after T at "
+                         "inference, the (rand) rows",
+    "adaptive_penalty": "adaptive attack: weight of the detector term (default 10)",
+    "adaptive_margin": "adaptive attack: keep the detector score this far under the threshold",
+    "eot_samples": f"adaptive attack: EOT draws over a random layer (default {EOT_SAMPLES})",
+}
+APPLY_OPTIONS = ("random_resize_pad",)
+ADAPTIVE_OPTIONS = ("random_resize_pad", "adaptive_penalty", "adaptive_margin", "eot_samples")
+
+
+class DefenseParams(typing.NamedTuple):
+    """A defense's ``params`` split by the stage that uses them."""
+
+    train: dict[str, Any]  # the fit stage: fields of varsec.defenses.DefenseConfig
+    apply: dict[str, Any]  # the apply stages
+    adaptive: dict[str, Any]  # the adaptive attack through the defense
+    detection_eps: list[float] | None  # the fit stage's detection test (None: from the attacks)
+
+
+def resize_ratio(value: Any) -> float | None:
+    """``random_resize_pad`` as a resize ratio (true: 002's 212/224; false / none: None)."""
+    if value is None or value is False:
+        return None
+    return YIN_RATIO if value is True else float(value)
+
+
+def defense_params(defense: DefenseSection) -> DefenseParams:
+    """Split ``defense.params`` (validated) into what each stage needs."""
+    params = dict(defense.params)
+    if defense.kind != "reconstruction":
+        eot = params.get("eot_samples", EOT_SAMPLES)
+        return DefenseParams({}, {}, {"eot_samples": eot} if defense.kind == "resize-pad" else {},
+                             None)
+    train = {k: v for k, v in params.items() if k not in RECONSTRUCTION_OPTIONS}
+    ratio = resize_ratio(params.get("random_resize_pad"))
+    adaptive = {"random_resize_pad": ratio,
+                "adaptive_penalty": params.get("adaptive_penalty", 10.0),
+                "adaptive_margin": params.get("adaptive_margin", 0.0),
+                "eot_samples": params.get("eot_samples", EOT_SAMPLES if ratio else 1)}
+    detection = params.get("detection_eps")
+    return DefenseParams(train, {"random_resize_pad": ratio}, adaptive,
+                         None if detection is None else [float(e) for e in _as_list(detection)])
+
+
+def ranking_model(config: StudyConfig, recommender: str) -> str:
+    """The single-stage model a recommender ranks with (a two-stage recommender's ranker)."""
+    rec = config.recommenders[recommender]
+    return rec.ranker if rec.kind == "two-stage" and rec.ranker else recommender
+
+
+def reconstructable(config: StudyConfig, recommender: str) -> bool:
+    """True when a reconstruction defense can be trained against ``recommender``'s ranker: a
+    vbpr or amr on one of the study's extractors (pixels in, BPR-trained)."""
+    rec = config.recommenders.get(ranking_model(config, recommender))
+    return rec is not None and rec.kind in RECONSTRUCTION_MODELS and \
+        rec.extractor not in (None, CATALOG_FEATURES)
+
+
 def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list[Problem]:
     here: PathKey = ("attacks", name)
     problems: list[Problem] = []
@@ -725,7 +801,131 @@ def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> l
         message = _strength_problem(defense.kind, value)
         if message:
             problems.append(((*here, "strengths", i), message))
+    problems += _check_defense_params(here, defense)
+    if defense.kind == "reconstruction":
+        problems += _check_reconstruction_attacks(config, here, defense)
+    if defense.adaptive:
+        problems += _check_adaptive(config, here, defense)
     return problems
+
+
+def _check_adaptive(config: StudyConfig, here: PathKey, defense: DefenseSection) -> list[Problem]:
+    if defense.kind == "adversarial-training":
+        return [((*here, "adaptive"), "a robust extractor is attacked white-box by the study's "
+                 "attacks already; adaptive applies to input transforms and reconstruction.")]
+    if isinstance(defense.adaptive, list):
+        key, names = "adaptive", defense.adaptive
+    else:
+        key, names = "attacks", defense.attacks
+    problems: list[Problem] = []
+    for i, ref in enumerate(names):
+        if key == "adaptive" and (ref not in config.attacks or (defense.attacks and
+                                                                ref not in defense.attacks)):
+            covered = defense.attacks or list(config.attacks)
+            problems.append(((*here, key, i), f"{ref!r} is not an attack this defense covers "
+                             f"(known: {_known(covered)})."))
+        elif ref in config.attacks and config.attacks[ref].kind == "csema":
+            problems.append(((*here, key, i), f"{ref!r} is a c-SEMA attack (a pasted patch, no "
+                             "gradient): it cannot adapt to a defense; leave it out of the "
+                             "adaptive attacks."))
+    return problems
+
+
+def _check_reconstruction_attacks(config: StudyConfig, here: PathKey,
+                                  defense: DefenseSection) -> list[Problem]:
+    """The reconstruction defense is trained against the recommender an attack goes through."""
+    if not defense.attacks:
+        if any(reconstructable(config, t) for a in config.attacks.values() for t in a.recommender):
+            return []
+        return [((*here, "attacks"), "no attack of this study goes through a vbpr or amr "
+                 "recommender; name the attacks the reconstruction defense is trained against.")]
+    problems: list[Problem] = []
+    for i, ref in enumerate(defense.attacks):
+        attack = config.attacks.get(ref)
+        if attack is None:
+            continue
+        if not attack.recommender:
+            problems.append(((*here, "attacks", i), f"the reconstruction defense is trained "
+                             f"against the recommender an attack goes through; {ref!r} attacks "
+                             f"extractor(s) {', '.join(attack.extractor)}."))
+        for target in attack.recommender:
+            if not reconstructable(config, target):
+                model = ranking_model(config, target)
+                problems.append(((*here, "attacks", i), f"the reconstruction defense is trained "
+                                 f"against a vbpr or amr recommender on a study extractor; "
+                                 f"{ref!r} goes through {model!r} (a "
+                                 f"{config.recommenders[model].kind})."))
+    return problems
+
+
+def _check_defense_params(here: PathKey, defense: DefenseSection) -> list[Problem]:
+    where: PathKey = (*here, "params")
+    if defense.kind == "reconstruction":
+        return _check_reconstruction_params(where, defense.params)
+    known = ("eot_samples",) if defense.kind == "resize-pad" else ()
+    problems: list[Problem] = []
+    for key, value in defense.params.items():
+        if key not in known:
+            takes = f"known: {', '.join(known)}" if known else "it takes none"
+            problems.append(((*where, key), f"unknown {defense.kind} parameter {key!r} "
+                             f"({takes})."))
+        elif _option_problem(key, value):
+            problems.append(((*where, key), str(_option_problem(key, value))))
+    return problems
+
+
+def _check_reconstruction_params(where: PathKey, params: dict[str, Any]) -> list[Problem]:
+    try:
+        from varsec.defenses.joint import DefenseConfig
+    except ImportError:  # the defense layer is not installed
+        return []
+    fields = [f for f in DefenseConfig.__dataclass_fields__ if f not in ("seed", "device")]
+    problems: list[Problem] = []
+    for key, value in params.items():
+        if key in ("seed", "device"):
+            message: str | None = f"{key} is set by the study ({key}s / device), not per defense."
+        elif key in RECONSTRUCTION_OPTIONS:
+            message = _option_problem(key, value)
+        elif key not in fields:
+            message = (f"unknown reconstruction parameter {key!r} (known: "
+                       f"{', '.join([*fields, *RECONSTRUCTION_OPTIONS])}).")
+        else:
+            message = _defense_config_problem(DefenseConfig, {key: value})
+        if message:
+            problems.append(((*where, key), message))
+    if not problems:
+        train = {k: v for k, v in params.items() if k not in RECONSTRUCTION_OPTIONS}
+        message = _defense_config_problem(DefenseConfig, train)
+        if message:
+            problems.append((where, message))
+    return problems
+
+
+def _defense_config_problem(klass: Any, values: dict[str, Any]) -> str | None:
+    try:
+        klass.from_dict(values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        return str(exc).rstrip(".") + "."
+    return None
+
+
+def _option_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a study-level defense option (None when nothing)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
+    if key == "eot_samples" and not (number and float(value).is_integer() and value >= 1):
+        return f"EOT draws must be an integer >= 1, got {value!r}."
+    if key in ("adaptive_penalty", "adaptive_margin") and not (number and value >= 0):
+        return f"must be a number >= 0, got {value!r}."
+    if key == "random_resize_pad" and not (isinstance(value, bool) or (number and
+                                                                        0 < value <= 1)):
+        return f"must be true, false or a resize ratio in (0, 1], got {value!r}."
+    if key == "detection_eps":
+        values = _as_list(value)
+        if not values or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                 and math.isfinite(v) and 0 < v <= 255 for v in values):
+            return f"must be a list of eps in (0, 255] 8-bit levels, got {value!r}."
+    return None
 
 
 def _strength_problem(kind: str, value: float) -> str | None:
@@ -823,9 +1023,11 @@ __all__ = [
     "DEFENSE_KINDS",
     "PROFILES",
     "RECOMMENDER_KINDS",
+    "RECONSTRUCTION_OPTIONS",
     "STAGE_KINDS",
     "AttackSection",
     "DatasetSection",
+    "DefenseParams",
     "DefenseSection",
     "EvaluationSection",
     "ExecutorSection",
@@ -839,8 +1041,12 @@ __all__ = [
     "attack_items",
     "attack_objective",
     "check_references",
+    "defense_params",
     "load_study",
     "load_study_text",
+    "ranking_model",
+    "reconstructable",
+    "resize_ratio",
     "resolved_yaml",
     "schema_yaml",
     "study_from_data",

@@ -15,10 +15,16 @@ cold items, through the ranker of a two-stage recommender), ``category`` (target
 classifier attacks on a source category), ``item2item`` (feature-cosine attacks on random
 (attacker, target) pairs of different categories), ``ranking`` (BPR-untargeted poisoning of every
 item image through a pairwise visual recommender).
+
+An attack config with ``through`` (planned for a defense with ``adaptive: true``) is the adaptive
+attacker: the engine attacks the model behind that defense (BPDA / EOT hooks of the input
+transforms, the detector-aware objective of the reconstruction defense, whose fit stage is the
+``defense`` input), see :func:`varsec.study.builtin.defenses.adaptive_objective`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,18 +54,24 @@ _NEEDS = {"fgsm": "FGSMStep", "pgd": "PGDStep", "cw": "CWL2Step", "cw-linf": "CW
           "bpr-untargeted": "poison_catalog"}
 
 
+Engine = Callable[..., Any]  # run_attack(objective, images, rule, **options) -> AttackResult
+
+
 def _reason(config: dict[str, Any]) -> str | None:
     """Why this attack cannot run today (None when the attack layer provides it)."""
-    if config.get("through") is not None:
-        return ("adaptive attacks through a defense are not wired into the study runner yet "
-                "(varsec.attacks run_attack(transform=...) + varsec.defenses adaptive hooks)")
     try:
         import varsec.attacks as attacks
     except ImportError:
         return NOT_AVAILABLE.format(name=_NEEDS.get(config["kind"], config["kind"]))
+    if config.get("through") is not None:
+        from varsec.study.builtin.defenses import unavailable
+
+        reason = unavailable(config["through"])
+        if reason:
+            return reason
     needed = [_NEEDS.get(config["kind"], ""), "run_attack"]
     if config["family"] == "ranking":
-        needed.append("poison_catalog")
+        needed.append("BPRUntargeted")
     missing = [name for name in needed if name and not hasattr(attacks, name)]
     return NOT_AVAILABLE.format(name=", ".join(missing)) if missing else None
 
@@ -91,14 +103,32 @@ def _images(dataset: Any, items: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(dataset.catalog.images[items]))
 
 
+def _engine(ctx: StageContext, config: dict[str, Any], inputs: dict[str, StageOutput]) -> Engine:
+    """``run_attack``, or for an adaptive attack ``run_attack`` through the defense."""
+    from varsec.attacks import run_attack
+
+    through = config.get("through")
+    if through is None:
+        return run_attack
+
+    def engine(objective: Any, images: Any, rule: Any, **options: Any) -> Any:
+        from varsec.study.builtin.defenses import adaptive_objective
+
+        objective, hook = adaptive_objective(objective, through, inputs.get("defense"),
+                                             ctx.device)
+        return run_attack(objective, images, rule, transform=hook, **options)
+
+    return engine
+
+
 def _hook(config: dict[str, Any]) -> Any:
     hook = config["hook_item"]
     return None if hook in (None, "", "most-popular") else hook
 
 
-def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any,
-               target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from varsec.attacks import INSA, csema_batch, expa_objective, resolve_hook, run_attack
+def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
+               engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import INSA, csema_batch, expa_objective, resolve_hook
 
     items = sample_cold_items(dataset, config["n_items"], config["seed"])
     clean = _images(dataset, items)
@@ -123,14 +153,14 @@ def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any,
             extractor, layer = getattr(ranker, "backbone", ranker), None
         objective = expa_objective(extractor, dataset, _hook(config), metric="l2", layer=layer)
         info = {"hook": int(resolve_hook(dataset, _hook(config)))}
-    result = run_attack(objective, clean, _rule(config), seed=config["seed"],
-                        batch_size=params.get("batch_size", 64), device=ctx.device)
+    result = engine(objective, clean, _rule(config), seed=config["seed"],
+                    batch_size=params.get("batch_size", 64), device=ctx.device)
     return items, result.images.numpy(), {**info, "success_rate": result.success_rate}
 
 
-def _category(ctx: StageContext, config: dict[str, Any], dataset: Any,
-              target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from varsec.attacks import ClassifierObjective, run_attack
+def _category(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
+              engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import ClassifierObjective
     from varsec.metrics.attack import classifier_success_rate
 
     backbone = load_backbone(target, ctx.device)
@@ -148,16 +178,16 @@ def _category(ctx: StageContext, config: dict[str, Any], dataset: Any,
         goal = np.full(len(items), category_code(dataset, config["target_category"]))
     objective = ClassifierObjective(backbone, labels=labels, target=goal,
                                     kappa=config["params"].get("kappa", 0.0))
-    result = run_attack(objective, _images(dataset, items), _rule(config), seed=config["seed"],
-                        batch_size=config["params"].get("batch_size", 128), device=ctx.device)
+    result = engine(objective, _images(dataset, items), _rule(config), seed=config["seed"],
+                    batch_size=config["params"].get("batch_size", 128), device=ctx.device)
     adversarial = result.images.numpy()
     rate = classifier_success_rate(backbone, adversarial, labels=labels, target=goal)
     return items, adversarial, {"success_rate": rate}
 
 
-def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any,
-           target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from varsec.attacks import FeatureTarget, run_attack
+def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
+           engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from varsec.attacks import FeatureTarget
     from varsec.metrics.attack import random_item_pairs
 
     pairs = random_item_pairs(dataset.catalog.categories, int(config["n_items"] or 1000),
@@ -168,21 +198,25 @@ def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any,
     metric = "cosine" if config["objective"] != "feature-l2" else "l2"
     objective = FeatureTarget(backbone, target_features=features, metric=metric,
                               layer=feature_layer(target))
-    result = run_attack(objective, _images(dataset, attackers), _rule(config),
-                        seed=config["seed"], early_stop=False,
-                        batch_size=config["params"].get("batch_size", 128), device=ctx.device)
+    result = engine(objective, _images(dataset, attackers), _rule(config), seed=config["seed"],
+                    early_stop=False, batch_size=config["params"].get("batch_size", 128),
+                    device=ctx.device)
     np.save(ctx.workdir / "pairs.npy", np.stack([attackers, targets], 1).astype(np.int64))
     return attackers, result.images.numpy(), {}
 
 
-def _poison(ctx: StageContext, config: dict[str, Any], dataset: Any,
-            target: StageOutput) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from varsec.attacks import poison_catalog
+def _poison(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
+            engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every item image, untargeted on the BPR loss (002 eq 3-4; varsec.attacks.poison_catalog
+    with the engine of this stage)."""
+    from varsec.attacks import BPRUntargeted
 
     model = load_model(target, ctx.device)
-    items, result = poison_catalog(model, dataset, _rule(config), seed=config["seed"],
-                                   batch_size=config["params"].get("batch_size", 128))
-    return np.asarray(items), result.images.numpy(), {"success_rate": result.success_rate}
+    objective = BPRUntargeted(model, dataset, seed=config["seed"])
+    result = engine(objective, objective.images, _rule(config), seed=config["seed"],
+                    batch_size=config["params"].get("batch_size", 128), desc="BPR-untargeted")
+    return np.asarray(objective.items), result.images.numpy(), \
+        {"success_rate": result.success_rate}
 
 
 _FAMILIES = {"promotion": _promotion, "category": _category, "item2item": _pairs,
@@ -240,7 +274,9 @@ def attack_stage(ctx: StageContext, config: dict[str, Any],
         raise StageUnavailableError(reason)
     dataset = load_dataset(inputs["data"])
     target = inputs["target"]
-    items, adversarial, extras = _FAMILIES[config["family"]](ctx, config, dataset, target)
+    engine = _engine(ctx, config, inputs)
+    items, adversarial, extras = _FAMILIES[config["family"]](ctx, config, dataset, target,
+                                                             engine)
     adversarial = np.ascontiguousarray(adversarial, dtype=np.uint8)
     clean = _images(dataset, items)
     np.save(ctx.workdir / "items.npy", np.asarray(items, dtype=np.int64))

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from varsec.study.plan import ADAPTIVE
 from varsec.study.report.data import StudyResults
+from varsec.study.report.robustness import INEFFECTIVE, ROBUST, UNTESTED, robustness
 from varsec.study.results import CLEAN
 from varsec.study.stages import Stage
 
@@ -155,8 +157,8 @@ def transforms_do_not_remove_insa(results: StudyResults) -> Verdict:
         p, test = _paired(results, adv, coop)
         still = adv.mean() > coop.mean() and p < _alpha(results)
         held &= still
-        key = f"{stage.labels['recommender']} / eps {stage.labels.get('eps')} / " \
-              f"{stage.labels['defense']}"
+        key = f"{stage.labels['recommender']} / {stage.labels['attack']} eps " \
+              f"{stage.labels.get('eps')} / {stage.labels['defense']}"
         numbers[key] = float(adv.mean() - coop.mean())
         lines.append(f"{key}: defended INSA HR@5 {_fmt(adv.mean())} vs cooperative "
                      f"{_fmt(coop.mean())} (p={p:.3g})")
@@ -312,10 +314,13 @@ def _reconstruction(results: StudyResults, label: str) -> bool:
 
 
 def reconstruction_restores(results: StudyResults) -> Verdict:
+    """002's claim, against 002's (non-adaptive) attacker; the adaptive one is
+    :func:`defenses_robust`'s."""
     lines, held, numbers, test = [], True, {}, ""
     for stage in results.stages("evaluation", "ranking"):
+        attack = str(stage.labels["attack"])
         if not _reconstruction(results, stage.labels["defense"]) or \
-                results.attack_kind(stage.labels["attack"]) != "fgsm":
+                results.attack_kind(attack) != "fgsm" or attack.endswith(ADAPTIVE):
             continue
         labels = stage.labels
         attacked = _ranking_stage(results, labels["recommender"], labels["attack"], CLEAN,
@@ -420,6 +425,26 @@ def at_stops_pgd(results: StudyResults) -> Verdict:
 
 
 # -- varsec ---------------------------------------------------------------------------------------
+def defenses_robust(results: StudyResults) -> Verdict:
+    """Every defense that was attacked adaptively stops the adaptive attacker (issue 6: a
+    defense is called robust only against the attacker that knows it)."""
+    records = [r for r in robustness(results) if r.verdict not in (UNTESTED, INEFFECTIVE)]
+    if not records:
+        return _not_run("adaptive attacks through a defense (adaptive: true) on an attack "
+                        "that succeeds without it")
+    lines, numbers = [], {}
+    for r in records:
+        key = f"{r.target} / {r.attack}" + (f" eps {r.eps:g}" if r.eps is not None else "") + \
+            f" / {r.defense}"
+        numbers[key] = float(r.adaptive) if r.adaptive is not None else float("nan")
+        lines.append(f"{key}: {r.metric} {_fmt(r.undefended)} undefended, {_fmt(r.defended)} "
+                     f"non-adaptive, {_fmt(r.adaptive)} adaptive (stopped at "
+                     f"{_fmt(r.stopped_at)}): {r.verdict}")
+    held = all(r.verdict == ROBUST for r in records)
+    return Verdict(HELD if held else NOT_HELD, "; ".join(lines),
+                   "comparison of means with the stopping value", numbers)
+
+
 def protocols_agree(results: StudyResults) -> Verdict:
     rows = results.rows(attack=CLEAN, defense=CLEAN, metric="HR", k=10)
     rows = rows[rows["protocol"].map(lambda p: p == "full" or str(p).startswith("sampled"))
@@ -469,6 +494,8 @@ CLAIMS: list[Claim] = [
     Claim("004-fgsm", "004", "FGSM rarely succeeds (under 5% at rank 3)", fgsm_rare),
     Claim("004-at", "004", "Adversarial training cuts PGD success at rank 3 to a few percent",
           at_stops_pgd),
+    Claim("varsec-adaptive", "varsec", "The defenses stop the attacker that knows them (BPDA, "
+          "EOT, detector-aware): robust against the adaptive attacker", defenses_robust),
     Claim("varsec-protocols", "varsec", "The sampled protocol orders the recommenders as full "
           "ranking does (HR@10)", protocols_agree),
 ]

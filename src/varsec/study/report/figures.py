@@ -229,8 +229,12 @@ def embedding_tsne(results: StudyResults, out: Path) -> list[Figure]:
     from sklearn.decomposition import PCA
 
     reduced = PCA(n_components=min(30, *points.shape), random_state=0).fit_transform(points)
-    embedded = TSNE(n_components=2, init="pca", random_state=0, max_iter=TSNE_ITERATIONS,
-                    perplexity=min(30, len(points) - 1)).fit_transform(reduced)
+    from threadpoolctl import threadpool_limits
+
+    # Barnes-Hut t-SNE's OpenMP threads spin-wait: on a busy machine one thread is much faster
+    with threadpool_limits(limits=1, user_api="openmp"):
+        embedded = TSNE(n_components=2, init="pca", random_state=0, max_iter=TSNE_ITERATIONS,
+                        perplexity=min(30, len(points) - 1)).fit_transform(reduced)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(embedded[:len(sample), 0], embedded[:len(sample), 1], s=4, c="lightgray")
@@ -244,7 +248,7 @@ def embedding_tsne(results: StudyResults, out: Path) -> list[Figure]:
 
 
 def detector_histograms(results: StudyResults, out: Path) -> list[Figure]:
-    """Detector distances of clean vs adversarial images (002 Fig. 9)."""
+    """Detector distances of clean vs adversarial images, one panel per eps (002 Fig. 9)."""
     figures = []
     plt = _plt()
     for stage in results.stages("defense"):
@@ -252,14 +256,25 @@ def detector_histograms(results: StudyResults, out: Path) -> list[Figure]:
         if not path.is_file():
             continue
         with np.load(path) as data:
-            clean, adv = data["clean"], data["adversarial"]
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.hist(clean, bins=30, alpha=0.6, label="clean")
-        ax.hist(adv, bins=30, alpha=0.6, label="adversarial")
-        ax.set_xlabel("detector distance")
-        ax.legend(fontsize=7)
+            clean = data["clean"]
+            panels = list(zip(data["eps"], data["by_eps"], strict=True)) if "by_eps" in data \
+                else [(None, data["adversarial"])]
+            threshold = float(data["threshold"]) if "threshold" in data else None
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2),
+                                 squeeze=False)
+        for ax, (eps, adversarial) in zip(axes[0], panels, strict=True):
+            bins = np.histogram_bin_edges(np.concatenate([clean, adversarial]), bins=30)
+            ax.hist(clean, bins=bins, alpha=0.6, label="clean")
+            ax.hist(adversarial, bins=bins, alpha=0.6, label="adversarial")
+            if threshold is not None:
+                ax.axvline(threshold, color="black", lw=0.8, label="threshold")
+            ax.set_title(f"FGSM eps {eps:g}" if eps is not None else "", fontsize=8)
+            ax.set_xlabel("detector distance")
+            ax.locator_params(axis="x", nbins=4)
+            ax.legend(fontsize=7)
         figures.append((_save(fig, out / f"detector_{stage.short_key}.png"),
-                        f"Detector distances, {stage.name} (002 Fig. 9)."))
+                        f"Detector distances of held-out clean and adversarial images, "
+                        f"{stage.name} (002 Fig. 9)."))
     return figures
 
 
@@ -272,7 +287,9 @@ def defense_map(results: StudyResults, out: Path) -> list[Figure]:
     table = rows.assign(row=rows["recommender"] + " / " + rows["attack"]).pivot_table(
         index="row", columns="defense", values="value", aggfunc="mean", sort=False)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * table.shape[1], 1.0 + 0.45 * table.shape[0]))
+    labels = max(len(str(r)) for r in table.index)  # room for the row labels (7 pt)
+    fig, ax = plt.subplots(figsize=(2.0 + 0.07 * labels + 0.7 * table.shape[1],
+                                    1.0 + 0.45 * table.shape[0]))
     image = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(table.shape[0]), table.index, fontsize=7)

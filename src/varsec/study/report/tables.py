@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from varsec.study.plan import ADAPTIVE
 from varsec.study.report.data import StudyResults
+from varsec.study.report.robustness import robustness
 from varsec.study.results import CLEAN
 
 Builder = Callable[[StudyResults], "pd.DataFrame | None"]
@@ -207,7 +209,12 @@ def _yin_protocol(results: StudyResults) -> str | None:
     return sampled[0][1] if sampled else ("full" if results.config.evaluation.protocols else None)
 
 
+_YIN_MODELS = ("vbpr", "amr", "dvbpr")  # the BPR-trained visual models of 002 Table 2
+
+
 def yin_table2(results: StudyResults) -> pd.DataFrame | None:
+    """HR / NDCG of the BPR-trained visual recommenders: clean, under the untargeted attacks
+    (and their adaptive versions), behind each defense."""
     protocol = _yin_protocol(results)
     bpr_attacks = [n for n, a in results.config.attacks.items()
                    if a.kind == "bpr-untargeted" or (a.recommender and a.kind in
@@ -215,8 +222,9 @@ def yin_table2(results: StudyResults) -> pd.DataFrame | None:
     if protocol is None or (not bpr_attacks and not any(
             d.kind == "reconstruction" for d in results.config.defenses.values())):
         return None
-    rows = results.rows(protocol=protocol, metric=["HR", "NDCG"],
-                        attack=[CLEAN, *bpr_attacks])
+    models = [n for n, r in results.config.recommenders.items() if r.kind in _YIN_MODELS]
+    rows = results.rows(protocol=protocol, metric=["HR", "NDCG"], recommender=models,
+                        attack=lambda a: str(a).removesuffix(ADAPTIVE) in (CLEAN, *bpr_attacks))
     if not len(rows):
         return None
     labels = []
@@ -229,13 +237,37 @@ def yin_table2(results: StudyResults) -> pd.DataFrame | None:
                                       aggfunc="mean", sort=False))
 
 
+_DETECTION = {"detection_accuracy": "accuracy", "roc_auc": "ROC-AUC",
+              "threshold": "calibrated threshold"}
+
+
 def yin_table3(results: StudyResults) -> pd.DataFrame | None:
-    rows = results.rows(metric="detection_accuracy")
+    """Detection accuracy (the paper's row), ROC-AUC and the calibrated threshold per eps."""
+    rows = results.rows(metric=list(_DETECTION), protocol="detection")
     if not len(rows):
         return None
-    rows = rows.assign(column=rows["eps"].map(lambda e: f"eps {e:g}"))
-    return _nonempty(rows.pivot_table(index="dataset", columns="column", values="value",
+    several = rows["defense"].nunique() > 1 or rows["recommender"].nunique() > 1
+    names = [f"{d} " + (f"({r}, {x}) " if several else "") + _DETECTION[m]
+             for d, r, x, m in zip(rows["dataset"], rows["recommender"], rows["defense"],
+                                   rows["metric"], strict=True)]
+    rows = rows.assign(row=names, column=rows["eps"].map(lambda e: f"eps {e:g}"))
+    return _nonempty(rows.pivot_table(index="row", columns="column", values="value",
                                       aggfunc="mean", sort=False))
+
+
+# -- varsec: robustness against the attacker that knows the defense -------------------------------
+def defense_robustness(results: StudyResults) -> pd.DataFrame | None:
+    """Each defended attack without the defense, behind it (non-adaptive attacker) and behind
+    it against the adaptive attacker; robust only when the adaptive attacker is stopped."""
+    records = robustness(results)
+    if not records:
+        return None
+    frame = pd.DataFrame.from_records([{
+        "row": f"{r.target} / {_attack_name(results, r.attack, r.eps)} / {r.defense}",
+        "metric": r.metric, "undefended": r.undefended, "non-adaptive": r.defended,
+        "adaptive": r.adaptive, "stopped at": r.stopped_at, "verdict": r.verdict}
+        for r in records])
+    return frame.set_index("row")
 
 
 # -- 004: thesis ----------------------------------------------------------------------------------
@@ -372,8 +404,15 @@ TABLES: list[PaperTable] = [
                "attack and extractor", taamr_table2, _TAAMR2, AMAZON),
     PaperTable("yin-table2", "002", "Yin et al. Table 2: HR@N and NDCG@N, clean, attacked and "
                "reconstructed", yin_table2, _YIN2, AMAZON + "; eps 16"),
-    PaperTable("yin-table3", "002", "Yin et al. Table 3: detection accuracy per eps",
+    PaperTable("yin-table3", "002", "Yin et al. Table 3: detection accuracy per eps (with "
+               "ROC-AUC and the calibrated threshold)",
                yin_table3, _YIN3, "the paper's numbers (Amazon data sets)"),
+    PaperTable("robustness", "varsec", "Defenses against the non-adaptive and the adaptive "
+               "attacker", defense_robustness,
+               note="'stopped at' is the value at which the attack counts as stopped (ranking: "
+               "80% of clean HR@10; promotion: the cooperative image's HR@5; category: clean "
+               "CHR@K; item-to-item: the clean image's success). A defense is robust only when "
+               "it stops the adaptive attacker (BPDA / EOT / detector-aware), which knows it."),
     PaperTable("thesis-success", "004", "Thesis: success rate (%) at rank_min per eps "
                "(undefended extractor)", thesis_success, _THESIS,
                "the thesis' numbers on DeepFashion (10,000 tuples; 1,000 for C&W)"),
