@@ -234,6 +234,31 @@ def test_property_random_matrix_matches_naive_argsort():
     np.testing.assert_allclose(result["AUC"], naive["AUC"], rtol=1e-12)
 
 
+def test_wide_catalog_rank_counts_equal_direct_counts():
+    # wider than the counting kernel's 2040-item word groups, float16 scores with many ties
+    rng = np.random.default_rng(11)
+    n_users, n_items = 9, 4500
+    scores = torch.from_numpy(rng.integers(0, 50, size=(n_users, n_items)).astype(np.float16))
+    tests = rng.integers(0, n_items, size=n_users)
+    tests[4] = -1
+    excluded = [np.setdiff1d(rng.choice(n_items, 30, replace=False), [t]) for t in tests]
+    exclusion = build_exclusion(np.repeat(np.arange(n_users), [len(e) for e in excluded]),
+                                np.concatenate(excluded), n_users, n_items)
+    result = evaluate_full(lambda u: scores[u], n_items, tests, exclusion, ks=(10,),
+                           chunk_size=4)
+    assert result.users.tolist() == [0, 1, 2, 3, 5, 6, 7, 8]
+    for row, user in enumerate(result.users):
+        values = scores[user].double().numpy()
+        keep = np.ones(n_items, dtype=bool)
+        keep[excluded[user]] = False
+        keep[tests[user]] = False
+        own = values[tests[user]]
+        assert result.n_higher[row] == np.sum(values[keep] > own)
+        assert result.n_tied[row] == np.sum(values[keep] == own)
+        assert result["AUC"][row] == pytest.approx(
+            (np.sum(values[keep] < own) + 0.5 * np.sum(values[keep] == own)) / keep.sum())
+
+
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 def test_input_formats_agree(exclusion):
     base = evaluate_full(score_fn, 6, TEST, exclusion, ks=KS)

@@ -119,3 +119,95 @@ def test_refitting_rebuilds_the_model_for_the_new_dataset(planted):
     model.fit(other)
     assert model.score([0]).shape == (1, 60)
     assert model.dataset_hash == other.content_hash()
+
+
+# -- the optimizer and VBPR's closed-form step ---------------------------------------------------
+def _twin_parameters(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.nn.Embedding(12, 3, sparse=True)
+    dense = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        table.weight.normal_(0, 1, generator=generator)
+        dense.weight.normal_(0, 1, generator=generator)
+        dense.bias.normal_(0, 1, generator=generator)
+    return table, dense
+
+
+@pytest.mark.parametrize(("kind", "decay"), [("adam", 0.0), ("adam", 0.3), ("sgd", 0.3)])
+def test_pairwise_optimizer_applies_torchs_update_rules(kind, decay):
+    from varsec.recsys.training import PairwiseOptimizer
+
+    ours_table, ours_dense = _twin_parameters(0)
+    ref_table, ref_dense = _twin_parameters(0)
+    ours = PairwiseOptimizer([ours_table.weight], list(ours_dense.parameters()), kind, 0.05, decay)
+    if kind == "adam":
+        reference = [torch.optim.SparseAdam([ref_table.weight], lr=0.05),
+                     torch.optim.Adam(ref_dense.parameters(), lr=0.05, weight_decay=decay)]
+    else:
+        reference = [torch.optim.SGD([ref_table.weight], lr=0.05),
+                     torch.optim.SGD(ref_dense.parameters(), lr=0.05, weight_decay=decay)]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        rows = torch.randint(0, 12, (9,), generator=generator)  # repeated rows are summed
+        target = torch.randn(9, 2, generator=generator)
+        for table, dense, step in ((ours_table, ours_dense, [ours]),
+                                   (ref_table, ref_dense, reference)):
+            loss = (dense(table(rows)) - target).pow(3).mean()
+            for optimizer in step:
+                optimizer.zero_grad()
+            loss.backward()
+            for optimizer in step:
+                optimizer.step()
+    torch.testing.assert_close(ours_table.weight, ref_table.weight, rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(ours_dense.parameters(), ref_dense.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"shared_factors": True}, {"optimizer": "sgd", "reg_visual": 0.01, "lr": 0.05},
+     {"reg_visual": 0.01}],
+)
+def test_vbpr_closed_form_step_equals_the_autograd_step(planted, options):
+    import copy
+
+    from varsec.recsys import PairwiseRecommender
+    from varsec.recsys.training import PairwiseOptimizer
+
+    settings = {"factors": 4, "visual_factors": 3, "epochs": 2, "early_stopping": False,
+                "reg": 0.01} | options
+    trained = VBPR(**settings).fit(planted)  # a trained state, not the initialisation
+    closed, auto = copy.deepcopy(trained), copy.deepcopy(trained)
+    closed_optimizer = PairwiseOptimizer.for_model(closed)
+    auto_optimizer = PairwiseOptimizer.for_model(auto)
+    train = planted.part("train")
+    generator = torch.Generator().manual_seed(0)
+    warm = torch.as_tensor(planted.warm_items())
+    for _ in range(3):
+        pick = torch.randint(0, len(train), (50,), generator=generator)  # with repeated rows
+        users, pos = torch.as_tensor(train.user)[pick], torch.as_tensor(train.item)[pick]
+        neg = warm[torch.randint(0, len(warm), (50,), generator=generator)]
+        loss_closed = closed.train_step(users, pos, neg, closed_optimizer)
+        loss_auto = PairwiseRecommender.train_step(auto, users, pos, neg, auto_optimizer)
+        assert float(loss_closed) == pytest.approx(float(loss_auto), rel=1e-5)
+    for name, value in auto.state_dict().items():
+        torch.testing.assert_close(closed.state_dict()[name], value, rtol=1e-4, atol=1e-6,
+                                   msg=name)
+    moved = [name for name, value in auto.state_dict().items()
+             if not torch.equal(value, trained.state_dict()[name])]
+    assert {"user_gamma.weight", "item_gamma.weight", "embedding.weight"} <= set(moved)
+
+
+def test_amr_trains_by_autograd_on_its_own_objective(planted):
+    from varsec.recsys import AMR
+    from varsec.recsys.training import PairwiseOptimizer
+
+    model = AMR(factors=4, visual_factors=4, epochs=1, early_stopping=False).fit(planted)
+    train = planted.part("train")
+    users, pos = torch.as_tensor(train.user[:20]), torch.as_tensor(train.item[:20])
+    neg = torch.as_tensor(planted.warm_items()[:20])
+    expected = float(model.triplet_loss(users, pos, neg).detach())  # with the adversarial term
+    plain = float((model.bpr_loss(users, pos, neg) + model.penalty(users, pos, neg)).detach())
+    loss = model.train_step(users, pos, neg, PairwiseOptimizer.for_model(model))
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert expected > plain

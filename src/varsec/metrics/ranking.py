@@ -6,7 +6,13 @@ Nothing here knows about models. A *scorer* is any callable
 * ``score_items_fn(users: LongTensor[B], items: LongTensor[B, C]) -> FloatTensor[B, C]`` (sampled),
 
 and users are processed in chunks of ``chunk_size``, so no ``U x I`` matrix is ever allocated
-(peak memory is about ``chunk_size x n_items x 6`` bytes for float32 scores).
+(full ranking holds one chunk of scores plus a small bool buffer; top-k and CHR about
+``chunk_size x n_items x 6`` bytes for float32 scores).
+
+Full and sampled ranking never sort: a test item's rank is fixed by how many candidates score
+strictly higher than it and how many tie with it, which the counting kernel of
+:mod:`varsec.recsys.ranking` (shared with the training loop's validation) computes per chunk;
+excluded items are removed by gathering their few scores, not by masking the chunk.
 
 Conventions (DESIGN.md section 6)
 ---------------------------------
@@ -39,10 +45,9 @@ Conventions (DESIGN.md section 6)
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +55,15 @@ import torch
 
 from varsec.errors import ConfigError, ModelError
 from varsec.io import progress
+from varsec.recsys.ranking import (
+    UserItems,
+    as_index_tensor,
+    build_exclusion,
+    check_positive_int,
+    hit_probability,
+    pair_counts,
+    user_items,
+)
 
 ScoreFn = Callable[[torch.Tensor], Any]
 ScoreItemsFn = Callable[[torch.Tensor, torch.Tensor], Any]
@@ -64,75 +78,10 @@ _TEST_LABELS = ("test_items users", "test_items")
 # --------------------------------------------------------------------------------------------
 
 
-class UserItems(NamedTuple):
-    """Per-user item sets in CSR form: user ``u`` holds ``indices[indptr[u]:indptr[u + 1]]``.
-
-    Built by :func:`build_exclusion`, whose output is canonical (sorted, unique items per user,
-    int64 CPU tensors). Unpacks as ``indptr, indices``.
-    """
-
-    indptr: torch.Tensor
-    indices: torch.Tensor
-
-    @property
-    def n_users(self) -> int:
-        """Number of users (rows)."""
-        return self.indptr.numel() - 1
-
-    def counts(self, users: torch.Tensor | None = None) -> torch.Tensor:
-        """Number of items of each user (of ``users`` when given)."""
-        sizes = self.indptr[1:] - self.indptr[:-1]
-        return sizes if users is None else sizes[users]
-
-    def gather(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(row, item)`` pairs of ``users``, where ``row`` is the position in ``users``."""
-        starts = self.indptr[users]
-        lengths = self.indptr[users + 1] - starts
-        rows = torch.repeat_interleave(torch.arange(users.numel()), lengths)
-        first = torch.cumsum(lengths, 0) - lengths
-        offsets = torch.arange(rows.numel()) - first[rows]
-        return rows, self.indices[starts[rows] + offsets]
-
-    def keys(self, n_items: int) -> torch.Tensor:
-        """Globally sorted ``user * n_items + item`` keys (for membership tests)."""
-        rows = torch.repeat_interleave(torch.arange(self.n_users), self.counts())
-        return rows * n_items + self.indices
-
-
-def build_exclusion(users: Any, items: Any, n_users: int, n_items: int) -> UserItems:
-    """Build the per-user excluded sets from parallel ``users`` / ``items`` arrays.
-
-    Duplicates are dropped and each user's items are sorted, so ``indptr, indices = result`` is a
-    canonical CSR structure of the ``(n_users, n_items)`` exclusion matrix.
-    """
-    return _build(users, items, n_users, n_items, ("exclude users", "exclude items"))
-
-
-def _build(
-    users: Any, items: Any, n_users: int, n_items: int, labels: tuple[str, str]
-) -> UserItems:
-    """:func:`build_exclusion` with the names used in error messages."""
-    _check_positive_int(n_users, "n_users")
-    _check_positive_int(n_items, "n_items")
-    u, i = _as_index_tensor(users, labels[0]), _as_index_tensor(items, labels[1])
-    if u.shape != i.shape or u.dim() != 1:
-        raise ConfigError(
-            f"{labels[0]} and items must be 1-D arrays of equal length, "
-            f"got shapes {tuple(u.shape)} and {tuple(i.shape)}."
-        )
-    _check_range(u, n_users, labels[0], "n_users")
-    _check_range(i, n_items, labels[1], "n_items")
-    key = torch.unique(u * n_items + i)
-    rows = torch.div(key, n_items, rounding_mode="floor")
-    indptr = torch.zeros(n_users + 1, dtype=torch.long)
-    indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=n_users), 0)
-    return UserItems(indptr, key - rows * n_items)
-
-
 def _csr_pairs(indptr: Any, indices: Any, n_users: int, name: str) -> tuple[torch.Tensor, ...]:
     """Validate a raw ``(indptr, indices)`` pair and expand it to ``(rows, items)``."""
-    ptr = _as_index_tensor(indptr, f"{name} indptr")
-    idx = _as_index_tensor(indices, f"{name} indices")
+    ptr = as_index_tensor(indptr, f"{name} indptr")
+    idx = as_index_tensor(indices, f"{name} indices")
     if ptr.dim() != 1 or ptr.numel() != n_users + 1:
         raise ConfigError(
             f"{name} indptr must have n_users + 1 = {n_users + 1} entries, got {ptr.numel()}."
@@ -183,10 +132,10 @@ def _as_test_items(test_items: Any, n_items: int) -> UserItems:
     if isinstance(test_items, UserItems):
         rows, cols = _csr_pairs(test_items.indptr, test_items.indices, test_items.n_users,
                                 "test_items")
-        return _build(rows, cols, test_items.n_users, n_items, _TEST_LABELS)
+        return user_items(rows, cols, test_items.n_users, n_items, _TEST_LABELS)
     if isinstance(test_items, (list, tuple)) and any(_is_sequence(t) for t in test_items):
         return _ragged_test_items(test_items, n_items)
-    tests = _as_index_tensor(test_items, "test_items")
+    tests = as_index_tensor(test_items, "test_items")
     if tests.dim() not in (1, 2) or tests.shape[0] == 0:
         raise ConfigError(
             "test_items must be a non-empty 1-D array (one item per user, -1 for none), a padded "
@@ -196,7 +145,7 @@ def _as_test_items(test_items: Any, n_items: int) -> UserItems:
         raise ConfigError(f"test_items contains {int(tests.min())}; use -1 for 'no test item'.")
     rows, cols = (tests.reshape(tests.shape[0], -1) >= 0).nonzero(as_tuple=True)
     flat = tests.reshape(tests.shape[0], -1)[rows, cols]
-    return _build(rows, flat, tests.shape[0], n_items, _TEST_LABELS)
+    return user_items(rows, flat, tests.shape[0], n_items, _TEST_LABELS)
 
 
 def _ragged_test_items(test_items: Sequence[Any], n_items: int) -> UserItems:
@@ -204,7 +153,7 @@ def _ragged_test_items(test_items: Sequence[Any], n_items: int) -> UserItems:
     lists = [t[t >= 0] for t in lists]
     rows = np.repeat(np.arange(len(lists)), [t.size for t in lists])
     cols = np.concatenate(lists) if lists else np.zeros(0, np.int64)
-    return _build(rows, cols, len(lists), n_items, _TEST_LABELS)
+    return user_items(rows, cols, len(lists), n_items, _TEST_LABELS)
 
 
 def _is_sequence(value: Any) -> bool:
@@ -230,19 +179,6 @@ def _single_test_items(tests: UserItems) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    """Return ``value`` as an int, or raise ConfigError unless it is a positive integer."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}.") from None
-    if number <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-    return number
-
-
 def _check_ks(ks: int | Iterable[int], limit: int, what: str) -> tuple[int, ...]:
     """Sorted unique cutoffs, each a positive integer no larger than ``limit``."""
     values = (ks,) if isinstance(ks, int) else tuple(ks)
@@ -250,37 +186,20 @@ def _check_ks(ks: int | Iterable[int], limit: int, what: str) -> tuple[int, ...]
         raise ConfigError("ks must name at least one cutoff k, got an empty sequence.")
     checked = []
     for k in values:
-        k = _check_positive_int(k, "k")
+        k = check_positive_int(k, "k")
         if k > limit:
             raise ConfigError(f"k={k} exceeds {what} = {limit}; a top-k list cannot be longer.")
         checked.append(k)
     return tuple(sorted(set(checked)))
 
 
-def _as_index_tensor(values: Any, name: str) -> torch.Tensor:
-    """An int64 CPU tensor from a tensor, array or sequence of integers."""
-    if isinstance(values, torch.Tensor):
-        tensor = values.detach().cpu()
-    else:
-        array = np.asarray(values)
-        if array.dtype == object:
-            raise ConfigError(f"{name} must be an array of integers, got ragged or mixed values.")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if tensor.numel() == 0:
-        return tensor.to(torch.long)
-    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-        raise ConfigError(f"{name} must hold integers, got dtype {tensor.dtype}.")
-    return tensor.to(torch.long)
+def _scores(
+    raw: Any, n_users: int, n_cols: int | None, what: str, check_nan: bool = True
+) -> torch.Tensor:
+    """Validate a scorer's output: a float tensor of shape (n_users, n_cols) without NaN.
 
-
-def _check_range(values: torch.Tensor, size: int, name: str, size_name: str) -> None:
-    if values.numel() and (int(values.min()) < 0 or int(values.max()) >= size):
-        bad = int(values.min()) if int(values.min()) < 0 else int(values.max())
-        raise ConfigError(f"{name} contains {bad}, outside [0, {size}) for {size_name}={size}.")
-
-
-def _scores(raw: Any, n_users: int, n_cols: int | None, what: str) -> torch.Tensor:
-    """Validate a scorer's output: a float tensor of shape (n_users, n_cols) without NaN."""
+    ``check_nan=False`` leaves the NaN check to the counting kernel, which makes it on the fly.
+    """
     scores = raw.detach() if isinstance(raw, torch.Tensor) else torch.as_tensor(np.asarray(raw))
     if not scores.is_floating_point():
         scores = scores.to(torch.float64)
@@ -290,7 +209,7 @@ def _scores(raw: Any, n_users: int, n_cols: int | None, what: str) -> torch.Tens
             f"{what} returned scores of shape {tuple(scores.shape)} for {n_users} users, "
             f"expected {expected}."
         )
-    if bool(torch.isnan(scores.sum())) and bool(torch.isnan(scores).any()):  # sum: fast path
+    if check_nan and bool(torch.isnan(scores.sum())) and bool(torch.isnan(scores).any()):
         row = int(torch.isnan(scores).any(1).nonzero()[0])
         raise ModelError(f"{what} returned NaN scores for the user in row {row} of a chunk.")
     return scores
@@ -323,51 +242,6 @@ def _check_min_candidates(excl: UserItems, n_items: int, k: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _pair_counts(
-    scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-    excluded: tuple[torch.Tensor, torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For each (row, test item) pair: its score, and how many candidates beat / tie it.
-
-    ``excluded`` lists ``(pair, item)`` entries that are not candidates of that pair's row; they are
-    counted on the raw scores and subtracted, so the chunk is never copied. Returns ``(x, higher,
-    ties, test_higher, test_ties)``: ``higher`` / ``ties`` count all other candidates (test items
-    included), ``test_*`` only the row's other test items.
-    """
-    x = scores[rows, cols]
-    n_rows = scores.shape[0]
-    per_row = torch.bincount(rows, minlength=n_rows)
-    first = torch.cumsum(per_row, 0) - per_row
-    slot = torch.arange(rows.numel(), device=rows.device) - first[rows]
-    table = torch.full((n_rows, int(per_row.max())), float("nan"), dtype=scores.dtype,
-                       device=scores.device)
-    table[rows, slot] = x
-    test_higher, test_ties = _beat_tie(table[rows], x)
-    if rows.numel() == n_rows and bool((per_row == 1).all()):
-        higher, ties = _beat_tie(scores, x)
-    else:  # several test items per row: compare in blocks of n_rows pairs to bound memory
-        blocks = torch.arange(rows.numel(), device=rows.device).split(n_rows)
-        parts = [_beat_tie(scores[rows[block]], x[block]) for block in blocks]
-        higher, ties = (torch.cat(p) for p in zip(*parts, strict=True))
-    pair, item = excluded
-    if pair.numel():
-        value, own = scores[rows[pair], item], x[pair]
-        higher = higher - torch.zeros_like(higher).index_add_(0, pair, (value > own).long())
-        ties = ties - torch.zeros_like(ties).index_add_(0, pair, (value == own).long())
-    return x, higher, ties, test_higher, test_ties
-
-
-def _beat_tie(matrix: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: entries strictly above ``x`` and entries equal to ``x`` minus one (itself)."""
-    above = _row_count(matrix > x[:, None])
-    return above, _row_count(matrix >= x[:, None]) - above - 1
-
-
-def _row_count(mask: torch.Tensor) -> torch.Tensor:
-    """Number of True entries per row (summing the bytes is about twice as fast as bool.sum)."""
-    return mask.view(torch.uint8).sum(1, dtype=torch.int32).long()
-
-
 def _tables(max_k: int, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Cumulative discounts ``D[m] = sum_{r < m} 1 / log2(r + 2)`` (m <= max_k) and harmonic
     numbers ``H[m] = sum_{r < m} 1 / (r + 1)`` (m <= n_candidates), float64, built once per call.
@@ -378,11 +252,6 @@ def _tables(max_k: int, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
     harmonic = torch.special.digamma(m + 1.0) + 0.5772156649015329  # psi(m + 1) + Euler's gamma
     harmonic[0] = 0.0
     return discounts, harmonic
-
-
-def _hit_probability(k: int, higher: torch.Tensor, ties: torch.Tensor) -> torch.Tensor:
-    """P(rank < k) when the rank is uniform on {higher, ..., higher + ties}."""
-    return (k - higher).clamp(min=0).minimum(ties + 1) / (ties + 1)
 
 
 def _expected_gain(k: int, higher: torch.Tensor, ties: torch.Tensor, disc: torch.Tensor):
@@ -439,7 +308,7 @@ def _user_metrics(
     rows: torch.Tensor, counts: tuple[torch.Tensor, ...], n_neg: torch.Tensor,
     ks: tuple[int, ...], tables: tuple[torch.Tensor, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Per-row metric values and rank information from :func:`_pair_counts` output."""
+    """Per-row metric values and rank information from :func:`pair_counts` output."""
     n_rows, f64, rows = n_neg.numel(), torch.float64, rows.cpu()
     higher, ties, test_higher, test_ties = (c.cpu().to(f64) for c in counts[1:])
     neg_higher, neg_ties = higher - test_higher, ties - test_ties
@@ -461,7 +330,7 @@ def _user_metrics(
         ideal = disc[m.clamp(max=k).long()]
         values[f"NDCG@{k}"] = row_sum(_expected_gain(k, higher, ties, disc)) / ideal
     for k in ks:
-        values[f"Recall@{k}"] = row_sum(_hit_probability(k, higher, ties)) / m
+        values[f"Recall@{k}"] = row_sum(hit_probability(k, higher, ties)) / m
     values["MRR"] = _expected_reciprocal(g, a, b, harmonic)
     negatives = n_neg.cpu().to(f64)[rows]
     values["AUC"] = row_sum(1.0 - (neg_higher + 0.5 * neg_ties) / negatives) / m
@@ -480,13 +349,13 @@ def _first_relevant_pairs(rows: torch.Tensor, x: torch.Tensor, n_rows: int) -> t
 def _chunk_metrics(
     scores: torch.Tensor, users: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
     n_neg: torch.Tensor, ks: tuple[int, ...], tables: tuple[torch.Tensor, torch.Tensor],
-    excl: UserItems | None = None,
+    what: str, excl: UserItems | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Metrics of one chunk of users from their raw ``scores`` (``excl``: items never counted)."""
     device = scores.device
     excluded = excl.gather(users[rows]) if excl is not None else (rows[:0], rows[:0])
     excluded = (excluded[0].to(device), excluded[1].to(device))
-    counts = _pair_counts(scores, rows.to(device), cols.to(device), excluded)
+    counts = pair_counts(scores, rows.to(device), cols.to(device), excluded, what)
     values, info = _user_metrics(rows, counts, n_neg, ks, tables)
     info["users"] = users
     return values, info
@@ -602,9 +471,9 @@ def evaluate_full(
     ``(indptr, indices)`` pair (see :func:`build_exclusion`), or a torch / scipy sparse matrix of
     shape ``(n_users, n_items)``. Ties are handled as exact expectations (see module docstring).
     """
-    n_items = _check_positive_int(n_items, "n_items")
+    n_items = check_positive_int(n_items, "n_items")
     ks = _check_ks(ks, n_items, "n_items")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     tests = _as_test_items(test_items, n_items)
     excl = _as_exclusion(exclude, tests.n_users, n_items)
     users = torch.nonzero(tests.counts() > 0).flatten()
@@ -613,10 +482,11 @@ def evaluate_full(
     tables = _tables(max(ks), n_items)
     parts = []
     for chunk in progress(_split(users, chunk_size), desc="full ranking"):
-        scores = _scores(score_fn(chunk), chunk.numel(), n_items, "score_fn")
+        scores = _scores(score_fn(chunk), chunk.numel(), n_items, "score_fn", check_nan=False)
         rows, cols = tests.gather(chunk)
         n_neg = n_items - excl.counts(chunk) - tests.counts(chunk)
-        parts.append(_chunk_metrics(scores, chunk, rows, cols, n_neg, ks, tables, excl))
+        parts.append(_chunk_metrics(scores, chunk, rows, cols, n_neg, ks, tables, "score_fn",
+                                    excl))
     return _collect(parts, ks, "full", tests.n_users - users.numel())
 
 
@@ -640,8 +510,8 @@ def sample_negatives(
     with ``seed``. Users without a test item are left out. The result depends only on the
     arguments, so every model evaluated with the same seed sees the same negatives.
     """
-    n_items = _check_positive_int(n_items, "n_items")
-    n = _check_positive_int(n_negatives, "n_negatives")
+    n_items = check_positive_int(n_items, "n_items")
+    n = check_positive_int(n_negatives, "n_negatives")
     tests = _single_test_items(_as_test_items(test_items, n_items))
     excl = _as_exclusion(exclude, tests.numel(), n_items)
     users = torch.nonzero(tests >= 0).flatten()
@@ -759,10 +629,10 @@ def evaluate_sampled(
     :func:`evaluate_full` with the candidate set restricted to the ``1 + n`` items; Yin et al. (002
     sec 4.2) use ``n_negatives=20``, the common (NCF) protocol 100.
     """
-    n_items = _check_positive_int(n_items, "n_items")
-    n = _check_positive_int(n_negatives, "n_negatives")
+    n_items = check_positive_int(n_items, "n_items")
+    n = check_positive_int(n_negatives, "n_negatives")
     ks = _check_ks(ks, n + 1, "the sampled list length 1 + n_negatives")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     tests = _single_test_items(_as_test_items(test_items, n_items))
     users, negatives = sample_negatives(n_items, tests, exclude, n, seed)
     items = torch.cat([tests[users].unsqueeze(1), negatives], 1)
@@ -770,10 +640,11 @@ def evaluate_sampled(
     parts = []
     for block in progress(_split(torch.arange(users.numel()), chunk_size), desc="sampled ranking"):
         raw = score_items_fn(users[block], items[block])
-        scores = _scores(raw, block.numel(), n + 1, "score_items_fn")
+        scores = _scores(raw, block.numel(), n + 1, "score_items_fn", check_nan=False)
         rows, cols = torch.arange(block.numel()), torch.zeros(block.numel(), dtype=torch.long)
         n_neg = torch.full((block.numel(),), n, dtype=torch.long)
-        parts.append(_chunk_metrics(scores, users[block], rows, cols, n_neg, ks, tables))
+        parts.append(_chunk_metrics(scores, users[block], rows, cols, n_neg, ks, tables,
+                                    "score_items_fn"))
     return _collect(parts, ks, f"sampled-{n}", tests.numel() - users.numel())
 
 
@@ -787,9 +658,9 @@ def _score_users(
     desc: str,
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(users, masked scores)`` chunks over all users, validating k on the way."""
-    n_users = _check_positive_int(n_users, "n_users")
-    k = _check_positive_int(k, "k")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    n_users = check_positive_int(n_users, "n_users")
+    k = check_positive_int(k, "k")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     excl = None
     for chunk in progress(_split(torch.arange(n_users), chunk_size), desc=desc):
         scores = _scores(score_fn(chunk), chunk.numel(), n_items, "score_fn")

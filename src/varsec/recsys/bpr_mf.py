@@ -66,7 +66,7 @@ class BPRMF(PairwiseRecommender):
     def _score(self, users: Tensor, items: Tensor | None) -> Tensor:
         q = self.item_factors.weight if items is None else self.item_factors.weight[items]
         b = self.item_bias.weight if items is None else self.item_bias.weight[items]
-        return self.user_factors.weight[users] @ q.T + b.T
+        return torch.addmm(b.T, self.user_factors.weight[users], q.T)
 
 
 __all__ = ["BPRMF", "sparse_embedding"]

@@ -8,9 +8,16 @@
 - :class:`PairwiseRecommender`: the base of BPR-MF, VBPR, AMR and DVBPR. A model supplies
   ``pair_scores(users, items)`` and the rows its L2 penalty covers; the loss is
   ``mean -ln σ(s_ui - s_uj) + reg · Σ‖rows‖² / B`` (001 eq 1 with the per-triplet penalty of
-  Rendle's BPR), minimised by Adam or SGD over minibatches.
-- :func:`train_pairwise`: epochs, early stopping on validation HR@10 with patience (restoring the
-  best epoch), a progress bar and a per-epoch log.
+  Rendle's BPR), minimised by Adam or SGD over minibatches. One minibatch update is
+  :meth:`PairwiseRecommender.train_step`: autograd by default; a model may compute its gradient in
+  closed form instead (VBPR does).
+- :class:`PairwiseOptimizer`: Adam or SGD in one object. Embedding tables with sparse gradients
+  get ``torch.optim.SparseAdam``'s update (only the rows a batch touched move, duplicates summed
+  first, applied with index_select / index_copy / index_add and no sparse-tensor bookkeeping),
+  every other parameter ``torch.optim.Adam``'s.
+- :func:`train_pairwise`: epochs (each with one shuffled order, its negatives drawn before the
+  first step), early stopping on validation HR@10 with patience (restoring the best epoch), a
+  progress bar and a per-epoch log.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,11 +37,11 @@ from varsec.data.catalog import Dataset
 from varsec.errors import ConfigError, DataError, TrainingError
 from varsec.io import progress
 from varsec.recsys.base import Param, Recommender, part_size, train_lists, warm_item_mask
-
-if TYPE_CHECKING:
-    from varsec.metrics.ranking import UserItems
+from varsec.recsys.ranking import UserItems, build_exclusion, full_rank_counts, hit_probability
 
 VALIDATION_K = 10
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 
 class NegativeSampler:
@@ -156,6 +163,21 @@ class PairwiseRecommender(Recommender):
         """The minibatch objective: BPR loss plus L2 penalty (AMR adds its adversarial term)."""
         return self.bpr_loss(users, pos, neg) + self.penalty(users, pos, neg)
 
+    def train_step(
+        self, users: Tensor, pos: Tensor, neg: Tensor, optimizer: PairwiseOptimizer
+    ) -> Tensor:
+        """One minibatch update on ``triplet_loss``; returns the objective's value (detached).
+
+        The default differentiates ``triplet_loss`` with autograd; a model may override this to
+        apply a closed-form gradient of the same objective with ``optimizer.update_rows`` /
+        ``optimizer.update_dense``.
+        """
+        loss = self.triplet_loss(users, pos, neg)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
     def dense_weight_decay(self) -> float:
         """Weight decay applied by the optimizer to dense (non-embedding) parameters."""
         return 0.0
@@ -191,8 +213,6 @@ class ValidationSet:
             users, items = users[keep], items[keep]
         test_items = torch.full((dataset.n_users,), -1, dtype=torch.long)
         test_items[torch.as_tensor(users)] = torch.as_tensor(items)
-        from varsec.metrics.ranking import build_exclusion
-
         train = dataset.part("train")
         return cls(
             test_items=test_items,
@@ -200,47 +220,148 @@ class ValidationSet:
             cold_items=torch.as_tensor(dataset.cold_items, dtype=torch.long),
         )
 
+    @torch.no_grad()
     def hit_rate(self, model: Recommender) -> float:
-        """Mean HR@10 of the validation items, each ranked among all warm items."""
-        from varsec.metrics.ranking import evaluate_full
+        """Mean HR@10 of the validation items, each ranked among all warm items.
+
+        Ties count by their expectation, exactly as ``varsec.metrics.ranking.evaluate_full``
+        reports HR@10 (both use :mod:`varsec.recsys.ranking`).
+        """
 
         def score_warm(users: Tensor) -> Tensor:
             scores = model._score(users.to(model.device), None)  # fit() has not finished yet
-            scores[:, self.cold_items.to(scores.device)] = -math.inf
-            return scores
+            return scores.index_fill_(1, self.cold_items.to(scores.device), -math.inf)
 
-        result = evaluate_full(
-            score_warm, model.n_items, self.test_items, self.exclude, ks=(VALIDATION_K,)
-        )
-        return float(np.mean(result[f"HR@{VALIDATION_K}"]))
-
-
-def _build_optimizers(model: PairwiseRecommender) -> list[torch.optim.Optimizer]:
-    sparse, dense = [], []
-    for module in model.modules():
-        for name, parameter in module.named_parameters(recurse=False):
-            if not parameter.requires_grad:
-                continue
-            is_sparse = isinstance(module, nn.Embedding) and module.sparse and name == "weight"
-            (sparse if is_sparse else dense).append(parameter)
-    lr, decay = model.hp.lr, model.dense_weight_decay()
-    optimizers: list[torch.optim.Optimizer] = []
-    if model.hp.optimizer == "adam":
-        if sparse:
-            optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
-        if dense:
-            optimizers.append(torch.optim.Adam(dense, lr=lr, weight_decay=decay))
-    else:
-        if sparse:
-            optimizers.append(torch.optim.SGD(sparse, lr=lr))
-        if dense:
-            optimizers.append(torch.optim.SGD(dense, lr=lr, weight_decay=decay))
-    return optimizers
+        _, higher, ties = full_rank_counts(score_warm, self.test_items, self.exclude)
+        if higher.numel() == 0:
+            return 0.0
+        return float(hit_probability(VALIDATION_K, higher.double(), ties.double()).mean())
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterable[Tensor]:
-    order = torch.randperm(n, generator=generator)
-    return order.split(batch_size)
+class PairwiseOptimizer:
+    """Adam or SGD over a pairwise recommender's parameters, row-wise for embedding tables.
+
+    Parameters of ``nn.Embedding(..., sparse=True)`` tables are updated like
+    ``torch.optim.SparseAdam`` (or sparse SGD) does: the gradient rows of a batch are summed per
+    distinct row, and only those rows and their moment estimates change. Every other parameter is
+    updated like ``torch.optim.Adam`` (or SGD) with ``weight_decay``. Each parameter counts its own
+    steps, as torch does. ``update_rows`` / ``update_dense`` are the same updates for a model that
+    computes its gradients itself (see :meth:`PairwiseRecommender.train_step`).
+    """
+
+    def __init__(
+        self,
+        sparse: list[nn.Parameter],
+        dense: list[nn.Parameter],
+        kind: str,
+        lr: float,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if kind not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {kind!r}.")
+        self.sparse, self.dense = list(sparse), list(dense)
+        self.kind, self.lr, self.weight_decay = kind, float(lr), float(weight_decay)
+        self.state: dict[Any, tuple[list[int], Tensor, Tensor]] = {}
+
+    @classmethod
+    def for_model(cls, model: PairwiseRecommender) -> PairwiseOptimizer:
+        """The optimizer ``model.hp`` asks for, over its trainable parameters."""
+        sparse, dense = [], []
+        for module in model.modules():
+            for name, parameter in module.named_parameters(recurse=False):
+                if not parameter.requires_grad:
+                    continue
+                is_sparse = isinstance(module, nn.Embedding) and module.sparse and name == "weight"
+                (sparse if is_sparse else dense).append(parameter)
+        return cls(sparse, dense, model.hp.optimizer, model.hp.lr, model.dense_weight_decay())
+
+    def zero_grad(self) -> None:
+        """Drop every parameter's gradient."""
+        for parameter in (*self.sparse, *self.dense):
+            parameter.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply the gradients autograd left in ``.grad``."""
+        for parameter in self.sparse:
+            if parameter.grad is not None:
+                rows, grad = merge_rows(parameter.grad._indices()[0], parameter.grad._values())
+                self.update_rows(parameter, rows, grad)
+        for parameter in self.dense:
+            if parameter.grad is not None:
+                self.update_dense(parameter, parameter.grad)
+
+    def _moments(self, key: Any, like: Tensor) -> tuple[list[int], Tensor, Tensor]:
+        """(step count, m, v) of a parameter or a group of tables, created at the first step."""
+        if key not in self.state:
+            self.state[key] = ([0], torch.zeros_like(like), torch.zeros_like(like))
+        return self.state[key]
+
+    def update_rows(self, tables: Tensor | Sequence[Tensor], rows: Tensor, grad: Tensor) -> None:
+        """Update rows ``rows`` (distinct) of an embedding table given their gradient ``grad``.
+
+        ``tables`` may also be several tables indexed alike (e.g. a user's two factor tables):
+        ``grad`` then holds their gradients side by side, in order, and the group shares one
+        step count and one moment matrix (the update of every entry is the same as for separate
+        tables). Adam: the SparseAdam rule, ``m, v`` of those rows only and
+        ``Δ = -lr · sqrt(1 - β2^t) / (1 - β1^t) · m / (sqrt(v) + ε)``. SGD: ``Δ = -lr · grad``.
+        """
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.update_rows(tables, rows, grad)
+        group = (tables,) if isinstance(tables, Tensor) else tuple(tables)
+        if self.kind == "sgd":
+            delta, step_size = grad, self.lr
+        else:
+            width = sum(table.shape[1] for table in group)
+            like = group[0] if len(group) == 1 else group[0].new_empty(len(group[0]), width)
+            steps, exp_avg, exp_avg_sq = self._moments(group, like)
+            steps[0] += 1
+            if rows.numel() == 0:
+                return
+            beta1, beta2 = ADAM_BETAS
+            m = exp_avg.index_select(0, rows)
+            v = exp_avg_sq.index_select(0, rows)
+            m = grad.sub(m).mul_(1 - beta1).add_(m)
+            v = (grad * grad).sub_(v).mul_(1 - beta2).add_(v)
+            exp_avg.index_copy_(0, rows, m)
+            exp_avg_sq.index_copy_(0, rows, v)
+            step_size = self.lr * math.sqrt(1 - beta2 ** steps[0]) / (1 - beta1 ** steps[0])
+            delta = m.div_(v.sqrt_().add_(ADAM_EPS))
+        start = 0
+        for table in group:
+            stop = start + table.shape[1]
+            table.index_add_(0, rows, delta[:, start:stop], alpha=-step_size)
+            start = stop
+
+    def update_dense(self, parameter: Tensor, grad: Tensor) -> None:
+        """Update a dense parameter with its gradient (weight decay added to the gradient).
+
+        Adam: ``torch.optim.Adam``'s rule; SGD: ``Δ = -lr · grad``.
+        """
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.update_dense(parameter, grad)
+        if self.weight_decay:
+            grad = grad.add(parameter, alpha=self.weight_decay)
+        if self.kind == "sgd":
+            parameter.add_(grad, alpha=-self.lr)
+            return
+        steps, exp_avg, exp_avg_sq = self._moments(parameter, parameter)
+        steps[0] += 1
+        beta1, beta2 = ADAM_BETAS
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        correction1 = 1 - beta1 ** steps[0]
+        correction2 = 1 - beta2 ** steps[0]
+        denom = (exp_avg_sq.sqrt() / math.sqrt(correction2)).add_(ADAM_EPS)
+        parameter.addcdiv_(exp_avg, denom, value=-self.lr / correction1)
+
+
+def merge_rows(index: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:
+    """(distinct entries of ``index``, ``grads`` rows summed per distinct entry)."""
+    rows, inverse = torch.unique(index, return_inverse=True)
+    return rows, grads.new_zeros((rows.numel(), grads.shape[1])).index_add_(0, inverse, grads)
 
 
 def _run_epoch(
@@ -248,29 +369,29 @@ def _run_epoch(
     users: Tensor,
     items: Tensor,
     sampler: NegativeSampler,
-    optimizers: list[torch.optim.Optimizer],
+    optimizer: PairwiseOptimizer,
     generator: torch.Generator,
     epoch: int,
 ) -> float:
     model.train()
     device = model.device
-    total, count = 0.0, 0
-    batches = _batches(len(users), model.hp.batch_size, generator)
+    order = torch.randperm(len(users), generator=generator)
+    epoch_users, epoch_pos = users[order], items[order]
+    # All negatives of the epoch before its first step, minibatch by minibatch: the draws (and
+    # so the trained model) are those of sampling inside the loop, without its per-step cost.
+    epoch_neg = torch.cat([sampler.sample(batch, generator)
+                           for batch in epoch_users.split(model.hp.batch_size)])
+    epoch_users, epoch_pos, epoch_neg = (t.to(device) for t in (epoch_users, epoch_pos, epoch_neg))
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    starts = range(0, len(users), model.hp.batch_size)
     desc = f"{type(model).__name__} epoch {epoch}"
-    for index in progress(batches, total=len(batches), desc=desc):
-        batch_users, batch_pos = users[index], items[index]
-        batch_neg = sampler.sample(batch_users, generator)
-        batch = (batch_users.to(device), batch_pos.to(device), batch_neg.to(device))
-        loss = model.triplet_loss(*batch)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        total += float(loss.detach()) * len(index)
-        count += len(index)
+    for start in progress(starts, total=len(starts), desc=desc):
+        stop = min(start + model.hp.batch_size, len(users))
+        loss = model.train_step(epoch_users[start:stop], epoch_pos[start:stop],
+                                epoch_neg[start:stop], optimizer)
+        total += loss.double() * (stop - start)
     model.eval()
-    return total / max(count, 1)
+    return float(total) / max(len(users), 1)
 
 
 def train_pairwise(model: PairwiseRecommender, dataset: Dataset) -> list[dict[str, Any]]:
@@ -286,14 +407,14 @@ def train_pairwise(model: PairwiseRecommender, dataset: Dataset) -> list[dict[st
     validation = None
     if model.hp.early_stopping:
         validation = ValidationSet.from_dataset(dataset, model.hp.val_max_users, model.hp.seed)
-    optimizers = _build_optimizers(model)
+    optimizer = PairwiseOptimizer.for_model(model)
     generator = model.generator(offset=1)
     log: list[dict[str, Any]] = []
     best_hr, best_state, best_epoch, stale = -1.0, None, model.hp.epochs, 0
     for epoch in range(1, model.hp.epochs + 1):
         started = time.perf_counter()
         model.on_epoch_start(epoch)
-        loss = _run_epoch(model, users, items, sampler, optimizers, generator, epoch)
+        loss = _run_epoch(model, users, items, sampler, optimizer, generator, epoch)
         if not math.isfinite(loss):
             raise TrainingError(
                 f"{type(model).__name__} diverged at epoch {epoch} (loss {loss}); "
@@ -319,4 +440,11 @@ def train_pairwise(model: PairwiseRecommender, dataset: Dataset) -> list[dict[st
     return log
 
 
-__all__ = ["NegativeSampler", "PairwiseRecommender", "ValidationSet", "train_pairwise"]
+__all__ = [
+    "NegativeSampler",
+    "PairwiseOptimizer",
+    "PairwiseRecommender",
+    "ValidationSet",
+    "merge_rows",
+    "train_pairwise",
+]

@@ -13,8 +13,9 @@ injected item costs one score per user: :meth:`TwoStage.score_items` (catalog co
 :meth:`CandidateSets.rank_injected` compares them with the stored ones.
 
 Ties are broken uniformly at random and reported as expectations, as in
-:mod:`varsec.metrics.ranking`: an item with ``h`` items scored strictly higher and ``t`` tied has
-expected 1-based rank ``1 + h + t / 2`` and HR@N = P(rank <= N) = clip((N - h) / (t + 1), 0, 1).
+:mod:`varsec.recsys.ranking` (and the metrics built on it): an item with ``h`` items scored
+strictly higher and ``t`` tied has expected 1-based rank ``1 + h + t / 2`` and
+HR@N = P(rank <= N) = clip((N - h) / (t + 1), 0, 1).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import Tensor
 from varsec.data.catalog import SPLIT_CODES, Dataset
 from varsec.errors import ConfigError, DataError
 from varsec.recsys.base import Recommender, part_size
+from varsec.recsys.ranking import UserItems, build_exclusion, hit_probability
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class InjectedRanks:
 def _hit_probability(n: int, higher: Tensor, tied: Tensor) -> Tensor:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ConfigError(f"HR@N: N must be a positive integer, got {n!r}.")
-    return ((n - higher).clamp(min=0).minimum(tied + 1)).double() / (tied + 1).double()
+    return hit_probability(int(n), higher.double(), tied.double())
 
 
 @dataclass
@@ -214,9 +216,7 @@ def _test_items(dataset: Dataset, users: Sequence[int] | None) -> tuple[Tensor, 
     return torch.as_tensor(test_users), torch.as_tensor(test_items)
 
 
-def _seen_items(dataset: Dataset) -> Any:
-    from varsec.metrics.ranking import build_exclusion
-
+def _seen_items(dataset: Dataset) -> UserItems:
     rows = np.isin(dataset.split, [SPLIT_CODES["train"], SPLIT_CODES["validation"]])
     return build_exclusion(dataset.interactions.user[rows], dataset.interactions.item[rows],
                            dataset.n_users, dataset.n_items)

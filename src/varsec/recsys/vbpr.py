@@ -13,6 +13,14 @@ them at zero; they are kept so that scores (and prediction shifts) follow eq 2 l
 Features are divided by their mean L2 norm over the warm items (``feature_scale``, fixed at
 fit time and applied to every feature input), so the learning rate does not depend on the
 extractor's output scale.
+
+Training minimises the BPR objective of :mod:`varsec.recsys.training` with its gradient written
+out (:meth:`VBPR.train_step`) rather than taken by autograd: per minibatch the pairwise difference
+``s_ui - s_uj = β_i - β_j + γ_u·(γ_i - γ_j) + θ_u·E(f_i - f_j) + β'·(f_i - f_j)`` needs one
+projection of the feature *differences* (``[E; β']`` stacked, a single matmul), each parameter
+row is gathered once for the score and the L2 penalty, and the gradients of repeated rows are
+summed before one row-wise optimizer update per table. Subclasses that change the objective
+(AMR) fall back to autograd on ``triplet_loss``.
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from varsec.data.catalog import Dataset
 from varsec.recsys.base import Param, resolve_features, warm_item_mask
 from varsec.recsys.bpr_mf import INIT_STD, sparse_embedding
-from varsec.recsys.training import PairwiseRecommender
+from varsec.recsys.training import PairwiseOptimizer, PairwiseRecommender, merge_rows
 
 # Item rows projected at once when the cached visual table is rebuilt.
 PROJECTION_CHUNK = 65_536
@@ -123,21 +132,118 @@ class VBPR(PairwiseRecommender):
             rows += [self.user_theta(users), self.item_bias(pos), self.item_bias(neg)]
         return rows
 
+    # -- training -----------------------------------------------------------------------------
+    # The methods that define the training objective; a subclass overriding one uses autograd.
+    _OBJECTIVE: ClassVar[tuple[str, ...]] = (
+        "triplet_loss", "bpr_loss", "penalty", "pair_scores", "scores_from_features",
+        "visual_terms", "regularised_rows",
+    )
+
+    def train_step(
+        self, users: Tensor, pos: Tensor, neg: Tensor, optimizer: PairwiseOptimizer
+    ) -> Tensor:
+        """One minibatch update of ``triplet_loss`` with its closed-form gradient.
+
+        The same objective as the autograd step (BPR loss ``mean -ln σ(x_uij)`` plus
+        ``reg · Σ‖rows‖² / B`` over the rows the batch uses), the same optimizer rules; a subclass
+        that overrides any part of the objective is trained by autograd instead.
+        """
+        closed_form = self.train_features is not None and all(
+            getattr(type(self), name) is getattr(VBPR, name) for name in self._OBJECTIVE
+        ) and all(parameter.requires_grad for parameter in self.parameters())
+        if not closed_form:
+            return super().train_step(users, pos, neg, optimizer)
+        with torch.no_grad():
+            return self._closed_form_step(users, pos, neg, optimizer)
+
+    def _closed_form_step(
+        self, users: Tensor, pos: Tensor, neg: Tensor, optimizer: PairwiseOptimizer
+    ) -> Tensor:
+        assert self.train_features is not None
+        n, shared = len(users), self.hp.shared_factors
+        items = torch.cat([pos, neg])
+        gamma_u = self.user_gamma.weight.index_select(0, users)
+        gamma_i = self.item_gamma.weight.index_select(0, items)
+        gamma_difference = gamma_i[:n] - gamma_i[n:]
+        features = self.train_features
+        difference = torch.sub(features.index_select(0, pos), features.index_select(0, neg))
+        difference.mul_(self.feature_scale)  # scaled f_i - f_j, [B, D]
+        if shared:  # x = γ_u·(γ_i - γ_j + E(f_i - f_j))
+            visual = difference @ self.embedding.weight.T.contiguous()
+            user_side = gamma_difference + visual
+            x = (gamma_u * user_side).sum(1)
+            user_rows = [gamma_u]
+            item_rows = [gamma_i]
+        else:  # x = β_i - β_j + γ_u·(γ_i - γ_j) + θ_u·E(f_i - f_j) + β'·(f_i - f_j)
+            weight = torch.cat([self.embedding.weight, self.visual_bias.weight]).T.contiguous()
+            projected = difference @ weight  # [B, k2 + 1]
+            visual, visual_bias = projected[:, :-1], projected[:, -1]
+            theta_u = self.user_theta.weight.index_select(0, users)
+            beta_i = self.item_bias.weight.index_select(0, items)
+            x = ((gamma_u * gamma_difference).sum(1) + (theta_u * visual).sum(1) + visual_bias
+                 + (beta_i[:n] - beta_i[n:]).squeeze(1))
+            user_rows = [gamma_u, theta_u]
+            item_rows = [gamma_i, beta_i]
+        squares = sum(rows.pow(2).sum() for rows in (*user_rows, *item_rows))
+        loss = -F.logsigmoid(x).mean() + self.hp.reg * squares / n
+        # dloss/dx per triplet, and d(penalty)/d(row) = 2 reg row / B for every row the batch uses
+        g = torch.sigmoid(-x).div_(-n).unsqueeze(1)
+        decay = 2.0 * self.hp.reg / n
+        signed = torch.cat([g, -g])
+        item_grads = [torch.addcmul(gamma_i * decay, signed, gamma_u.repeat(2, 1))]
+        if shared:
+            user_grads = [torch.addcmul(gamma_u * decay, g, user_side)]
+            dense_grads = [(g * gamma_u).T @ difference]
+            dense = [self.embedding.weight]
+        else:
+            user_grads = [torch.addcmul(gamma_u * decay, g, gamma_difference),
+                          torch.addcmul(theta_u * decay, g, visual)]
+            item_grads.append(beta_i * decay + signed)
+            weight_grad = torch.cat([g * theta_u, g], 1).T @ difference
+            dense_grads = [weight_grad[:-1], weight_grad[-1:]]
+            dense = [self.embedding.weight, self.visual_bias.weight]
+        self._update_tables(optimizer, users, user_grads, self._user_tables())
+        self._update_tables(optimizer, items, item_grads, self._item_tables())
+        for parameter, grad in zip(dense, dense_grads, strict=True):
+            optimizer.update_dense(parameter, grad)
+        return loss
+
+    def _user_tables(self) -> list[Tensor]:
+        if self.hp.shared_factors:
+            return [self.user_gamma.weight]
+        return [self.user_gamma.weight, self.user_theta.weight]
+
+    def _item_tables(self) -> list[Tensor]:
+        if self.hp.shared_factors:
+            return [self.item_gamma.weight]
+        return [self.item_gamma.weight, self.item_bias.weight]
+
+    @staticmethod
+    def _update_tables(
+        optimizer: PairwiseOptimizer, index: Tensor, grads: list[Tensor], tables: list[Tensor]
+    ) -> None:
+        """Sum the per-occurrence gradients of tables indexed alike, then update them as a group."""
+        rows, summed = merge_rows(index, torch.cat(grads, 1))
+        optimizer.update_rows(tables, rows, summed)
+
     def _user_visual(self, users: Tensor) -> Tensor:
         table = self.user_gamma if self.hp.shared_factors else self.user_theta
         return table.weight[users]
 
     def _score(self, users: Tensor, items: Tensor | None) -> Tensor:
+        # eq 2 as one matrix product: [γ_u, θ_u, α + β_u, 1] · [γ_i, E f_i, 1, β_i + β'·f_i]
         select = slice(None) if items is None else items
-        warm = self.warm[select].unsqueeze(1).float()
+        warm = self.warm[select].unsqueeze(1).to(self.item_visual.dtype)
         gamma_i = self.item_gamma.weight[select] * warm
         gamma_u = self.user_gamma.weight[users]
-        visual = self._user_visual(users) @ self.item_visual[select].T
-        if self.hp.shared_factors:
-            return gamma_u @ gamma_i.T + visual
-        item_bias = self.item_bias.weight[select].squeeze(1) * warm.squeeze(1)
-        offset = self.alpha + self.user_bias[users].unsqueeze(1)
-        return offset + gamma_u @ gamma_i.T + visual + (item_bias + self.item_visual_bias[select])
+        if self.hp.shared_factors:  # γ_u·(γ_i + E f_i)
+            return gamma_u @ (gamma_i + self.item_visual[select]).T
+        bias = self.item_bias.weight[select].squeeze(1) * warm.squeeze(1)
+        bias = bias + self.item_visual_bias[select]
+        offset = (self.alpha + self.user_bias[users]).unsqueeze(1)
+        user_side = torch.cat([gamma_u, self._user_visual(users), offset], 1)
+        item_side = torch.cat([gamma_i, self.item_visual[select], torch.ones_like(warm)], 1)
+        return torch.addmm(bias.unsqueeze(0), user_side, item_side.T)
 
     def _score_features(self, users: Tensor, features: Tensor) -> Tensor:
         projected, visual_bias = self.visual_terms(features)
