@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import typer
-from attack_helpers import TinyRanker
+from attack_helpers import TinyRanker, install_stand_in_lpips
 from typer.testing import CliRunner
 
 from varsec.attacks.commands import AttackJob, register, run_job
@@ -19,12 +20,18 @@ from varsec.errors import ConfigError, DataError
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, simulated, small_cnn):
+    """The dataset, two backbones with different weights and two visual recommenders."""
+    from varsec.vision import create_backbone
     from varsec.vision.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("cli")
     simulated.save(root / "data")
     save_checkpoint(root / "cnn.pt", small_cnn)
+    torch.manual_seed(1)
+    other = create_backbone("fmnist-cnn", widths=(8, 16, 16)).eval()
+    save_checkpoint(root / "cnn-b.pt", other)
     TinyRanker(seed=0).fit(simulated, extractor=small_cnn).save(root / "ranker.pt")
+    TinyRanker(seed=1).fit(simulated, extractor=small_cnn).save(root / "ranker-b.pt")
     return root
 
 
@@ -55,13 +62,18 @@ def test_classifier_attack_writes_pngs_manifest_and_tidy_measures(app, files, si
     assert result.exit_code == 0, result.output
     assert "wrote 6 adversarial images" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["settings"]["eps"] == 7.65 and len(manifest["items"]) == 6
+    assert manifest["settings"]["eps"] == 7.65 and list(manifest["models"]) == ["cnn"]
+    model = manifest["models"]["cnn"]
+    assert model["checkpoint"] == str(files / "cnn.pt") and len(model["checkpoint_sha256"]) == 64
+    assert len(model["items"]) == 6
     frame = pd.read_csv(out / "measures.csv", dtype={"item_id": str})
-    assert set(frame.columns) == {"item_id", "attack", "objective", "eps", "metric", "value",
-                                  "note"}
+    assert set(frame.columns) == {"model", "item_id", "attack", "objective", "eps", "metric",
+                                  "value", "note"}
+    assert set(frame["model"]) == {"cnn"}
     assert {"linf", "psnr", "ssim", "lpips", "success", "predicted_after"} <= set(frame["metric"])
     assert frame[frame["metric"] == "linf"]["value"].max() <= 7
-    for item, entry in manifest["items"].items():
+    for item, entry in model["items"].items():
+        assert entry["png"].startswith("images/cnn/")
         png = load_png(out / entry["png"])
         clean = simulated.catalog.images[simulated.catalog.index_of(item)[0]]
         assert int(np.abs(png.astype(int) - clean.astype(int)).max()) <= 7
@@ -73,7 +85,7 @@ def test_resume_skips_items_already_done(files, simulated):
                checkpoint=str(files / "cnn.pt"), items=_ids(simulated, 5), chunk=2)
     first = run_job(AttackJob.build(None, job))
     assert (first["attacked"], first["skipped"]) == (5, 0)
-    pngs = sorted((out / "images").iterdir())
+    pngs = sorted((out / "images" / "cnn").iterdir())
     pngs[0].unlink()
     pngs[3].unlink()
     with pytest.raises(ConfigError, match="already holds an attack run; pass --resume"):
@@ -132,3 +144,154 @@ def test_features_only_catalog_is_refused(tmp_path):
     with pytest.raises(DataError, match="catalog 'feat' is features-only"):
         run_job(job)
     assert not (tmp_path / "o").exists()
+
+
+def _frame(out):
+    return pd.read_csv(out / "measures.csv", dtype={"model": str, "item_id": str})
+
+
+def test_repeated_checkpoints_attack_each_model_with_the_same_settings(app, files, simulated):
+    out = files / "two"
+    ids = _ids(simulated, 4)
+    args = ["attack", "--dataset", str(files / "data"), "--out", str(out), "--attack", "pgd",
+            "--objective", "classifier", "--checkpoint", str(files / "cnn.pt"),
+            "--checkpoint", str(files / "cnn-b.pt"), "--items", ids, "--eps", "8",
+            "--steps", "2", "--batch-size", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "model cnn: 4 attacked, 0 already done" in result.output
+    assert "model cnn-b: 4 attacked" in result.output
+    assert "wrote 8 adversarial images" in result.output and "2 models" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["cnn", "cnn-b"]
+    hashes = {m["checkpoint_sha256"] for m in manifest["models"].values()}
+    assert len(hashes) == 2
+    for name, model in manifest["models"].items():
+        assert sorted(model["items"]) == sorted(ids.split(","))
+        assert {p.name for p in (out / "images" / name).iterdir()} == {
+            f"{item}.png" for item in ids.split(",")}
+    frame = _frame(out)
+    assert set(frame["model"]) == {"cnn", "cnn-b"}
+    assert not frame.duplicated(["model", "item_id", "metric"]).any()
+    counts = frame.groupby("model")["item_id"].nunique()
+    assert counts.to_dict() == {"cnn": 4, "cnn-b": 4}
+    # the same settings (one --eps, --steps) for both, different weights: different images
+    assert frame[frame["metric"] == "linf"]["value"].max() <= 8
+    item = ids.split(",")[0]
+    a, b = (load_png(out / "images" / m / f"{item}.png") for m in ("cnn", "cnn-b"))
+    assert not np.array_equal(a, b)
+
+
+def test_resume_skips_items_done_per_model_and_takes_new_models(files, simulated):
+    out = files / "resume-two"
+    ids = _ids(simulated, 4)
+    first_job = dict(dataset=str(files / "data"), out=str(out), attack="fgsm",
+                     objective="classifier", checkpoint=[str(files / "cnn.pt")], items=ids,
+                     chunk=3)
+    first = run_job(AttackJob.build(None, first_job))
+    assert (first["attacked"], first["skipped"]) == (4, 0)
+    before = _frame(out)
+    # one PNG of cnn lost; a second model added on resume
+    sorted((out / "images" / "cnn").iterdir())[1].unlink()
+    both = {**first_job, "checkpoint": [str(files / "cnn.pt"), str(files / "cnn-b.pt")],
+            "resume": True}
+    again = run_job(AttackJob.build(None, both))
+    parts = again["models"]
+    assert (parts["cnn"]["attacked"], parts["cnn"]["skipped"]) == (1, 3)
+    assert (parts["cnn-b"]["attacked"], parts["cnn-b"]["skipped"]) == (4, 0)
+    frame = _frame(out)
+    assert not frame.duplicated(["model", "item_id", "metric"]).any()
+    assert frame.groupby("model")["item_id"].nunique().to_dict() == {"cnn": 4, "cnn-b": 4}
+    kept = frame[frame["model"] == "cnn"].set_index(["item_id", "metric"])["value"]
+    old = before.set_index(["item_id", "metric"])["value"]
+    assert kept.sort_index().equals(old.sort_index())  # same seed: the redone item is the same
+    nothing = run_job(AttackJob.build(None, both))
+    assert nothing["attacked"] == 0 and nothing["skipped"] == 8
+    # a model of the same name with other weights is refused
+    moved = files / "elsewhere"
+    moved.mkdir(exist_ok=True)
+    (moved / "cnn.pt").write_bytes((files / "cnn-b.pt").read_bytes())
+    with pytest.raises(ConfigError, match="model 'cnn' was attacked with checkpoint"):
+        run_job(AttackJob.build(None, {**both, "checkpoint": [str(moved / "cnn.pt")]}))
+
+
+def test_config_lists_of_recommenders_share_one_extractor(files, simulated, tmp_path):
+    config = tmp_path / "insa.yaml"
+    config.write_text(
+        f"dataset: {files / 'data'}\nattack: adam\nobjective: insa\neps: 16\nsteps: 3\n"
+        f"checkpoint: {files / 'cnn.pt'}\n"
+        f"recommenders:\n  - {files / 'ranker.pt'}\n  - {files / 'ranker-b.pt'}\n"
+        f"items: {_ids(simulated, 2)}\nout: {tmp_path / 'insa'}\n"
+    )
+    job = AttackJob.build(config, {})
+    assert [(m.name, m.checkpoint is not None) for m in job.models()] == [
+        ("ranker", True), ("ranker-b", True)]
+    summary = run_job(job)
+    assert summary["attacked"] == 4
+    frame = _frame(tmp_path / "insa")
+    shift = frame[frame["metric"] == "prediction_shift"]
+    assert shift.groupby("model")["value"].count().to_dict() == {"ranker": 2, "ranker-b": 2}
+    assert (shift["value"] > 0).all()
+
+
+def test_config_list_of_checkpoints(files, simulated, tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        f"dataset: {files / 'data'}\nattack: fgsm\nobjective: classifier\n"
+        f"checkpoints: [{files / 'cnn.pt'}, fmnist-cnn]\nitems: {_ids(simulated, 2)}\n"
+        f"out: {tmp_path / 'o'}\n"
+    )
+    job = AttackJob.build(config, {})
+    assert [m.name for m in job.models()] == ["cnn", "fmnist-cnn"]
+    flags = AttackJob.build(config, {"checkpoint": [str(files / "cnn-b.pt")]})
+    assert [m.name for m in flags.models()] == ["cnn-b"]  # flags replace the config's list
+    summary = run_job(job)
+    assert summary["attacked"] == 4
+    manifest_models = json.loads((tmp_path / "o" / "manifest.json").read_text())["models"]
+    assert manifest_models["fmnist-cnn"]["checkpoint_sha256"] is None  # a registry name
+
+
+def test_bad_model_lists_are_one_sentence_errors(files, simulated, tmp_path):
+    base = {"dataset": str(files / "data"), "out": str(tmp_path / "x"),
+            "items": _ids(simulated, 1), "objective": "insa"}
+    three = [str(files / "cnn.pt"), str(files / "cnn-b.pt"), "fmnist-cnn"]
+    with pytest.raises(ConfigError, match="one checkpoint for all recommenders or one per "
+                                          "recommender, got 3 checkpoints for 2"):
+        AttackJob.build(None, {**base, "checkpoint": three,
+                               "recommender": [str(files / "ranker.pt"),
+                                               str(files / "ranker-b.pt")]})
+    with pytest.raises(ConfigError, match="lists the same model twice"):
+        AttackJob.build(None, {**base, "objective": "classifier",
+                               "checkpoint": [str(files / "cnn.pt")] * 2})
+    with pytest.raises(ConfigError, match="checkpoint must be a path or a list of paths"):
+        AttackJob.build(None, {**base, "objective": "classifier", "checkpoint": [3]})
+    with pytest.raises(ConfigError, match="'missing.pt' is neither a file nor a backbone name"):
+        run_job(AttackJob.build(None, {**base, "objective": "classifier",
+                                       "checkpoint": [str(files / "cnn.pt"), "missing.pt"]}))
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+    config = tmp_path / "both.yaml"
+    config.write_text("checkpoint: a.pt\ncheckpoints: [b.pt]\n")
+    with pytest.raises(ConfigError, match="'checkpoint' is given twice"):
+        AttackJob.build(config, {})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"format": "varsec-attack", "version": 1}))
+    with pytest.raises(ConfigError, match="another format .version 1"):
+        run_job(AttackJob.build(None, {**base, "objective": "classifier", "out": str(old),
+                                       "checkpoint": "fmnist-cnn", "resume": True}))
+
+
+def test_lpips_values_land_in_the_measures_per_model_and_item(files, simulated, tmp_path,
+                                                              monkeypatch):
+    known = [0.1, 0.2, 0.3, 0.4]
+    install_stand_in_lpips(monkeypatch, tmp_path, list(known))
+    ids = _ids(simulated, 2)
+    run_job(AttackJob.build(None, {
+        "dataset": str(files / "data"), "out": str(tmp_path / "o"), "attack": "fgsm",
+        "objective": "classifier", "checkpoint": [str(files / "cnn.pt"), str(files / "cnn-b.pt")],
+        "items": ids}))
+    rows = _frame(tmp_path / "o").query("metric == 'lpips'")
+    assert rows[["model", "item_id"]].values.tolist() == [
+        [model, item] for model in ("cnn", "cnn-b") for item in ids.split(",")]
+    assert rows["value"].tolist() == pytest.approx(known)
+    assert rows["note"].isna().all()  # computed: no "not computed" note

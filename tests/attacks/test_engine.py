@@ -7,7 +7,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchattacks
+from torch import nn
 
 from varsec.attacks import (
     FGSM,
@@ -21,6 +23,7 @@ from varsec.attacks import (
     PGDStep,
     run_attack,
 )
+from varsec.attacks.engine import affine_batch_norm
 from varsec.errors import ConfigError, VarsecWarning
 
 RULES = {
@@ -179,3 +182,74 @@ def test_models_are_restored_after_an_attack(small_cnn, fmnist_batch):
         assert all(p.requires_grad for p in small_cnn.parameters())
     finally:
         small_cnn.eval()
+
+
+def _batch_norm(cls, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    bn = cls(4, **kwargs)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.2, 3.0)
+        if bn.weight is not None:
+            bn.weight.normal_()
+            bn.bias.normal_()
+    return bn.eval()
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape", "affine"),
+    [(nn.BatchNorm1d, (6, 4), True), (nn.BatchNorm1d, (6, 4, 5), False),
+     (nn.BatchNorm2d, (6, 4, 5, 5), True), (nn.BatchNorm3d, (6, 4, 3, 3, 3), True)],
+)
+def test_affine_batch_norm_equals_the_native_kernel_and_is_restored(cls, shape, affine):
+    bn = _batch_norm(cls, affine=affine)
+    x = torch.randn(shape, requires_grad=True)
+    upstream = torch.randn(shape)
+    native = bn(x)
+    (native_grad,) = torch.autograd.grad(native, x, upstream)
+    with affine_batch_norm([nn.Sequential(bn)]):
+        assert "forward" in bn.__dict__
+        fast = bn(x)
+        (fast_grad,) = torch.autograd.grad(fast, x, upstream)
+        assert type(fast.grad_fn).__name__.startswith("Addcmul")
+        with pytest.raises(ValueError, match="expected"):
+            bn(torch.zeros(2, 4, *([3] * (len(shape) + 1))))  # wrong rank, as natively
+        with torch.no_grad():
+            bn.running_var.mul_(2.0)  # the map follows the module's current statistics
+            moved = bn(x)
+    assert "forward" not in bn.__dict__
+    torch.testing.assert_close(moved, bn(x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        bn.running_var.div_(2.0)
+    torch.testing.assert_close(fast, native, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_grad, native_grad, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(fast, x)
+
+
+def test_affine_batch_norm_leaves_training_and_statistics_free_batch_norms_alone():
+    training = _batch_norm(nn.BatchNorm2d).train()
+    no_stats = nn.BatchNorm2d(4, track_running_stats=False).eval()
+    switched = _batch_norm(nn.BatchNorm2d, seed=1)
+    x = torch.randn(8, 4, 3, 3)
+    with affine_batch_norm([training, no_stats, switched]):
+        assert "forward" not in training.__dict__ and "forward" not in no_stats.__dict__
+        switched.train()  # switched to training inside the block: its own forward runs
+        torch.testing.assert_close(switched(x), F.batch_norm(x, None, None, switched.weight,
+                                                             switched.bias, training=True))
+        switched.eval()
+    before = training.running_mean.clone()
+    training(x)
+    assert not torch.equal(training.running_mean, before)  # still a training batch norm
+
+
+def test_native_batch_norm_option_reproduces_torchattacks_bit_for_bit(small_cnn, fmnist_batch):
+    images, labels = fmnist_batch
+    x = images.float() / 255
+    theirs = torchattacks.PGD(small_cnn, eps=8 / 255, alpha=2 / 255, steps=5,
+                              random_start=False)(x, labels)
+    native = PGD(small_cnn, eps=8, alpha=2, steps=5, random_start=False,
+                 fast_batch_norm=False)(x, labels)
+    fast = PGD(small_cnn, eps=8, alpha=2, steps=5, random_start=False)(x, labels)
+    assert torch.equal(native * 255, torch.round(theirs * 255))
+    assert float((fast - native).abs().max()) * 255 <= 1.0 + 1e-4
+    assert not any("forward" in m.__dict__ for m in small_cnn.modules())

@@ -150,3 +150,8 @@ def test_pixel_attacks_on_a_features_only_catalog_fail_clearly(extractor):
         expa_objective(extractor, catalog, "a")
     with pytest.raises(DataError, match="perturbs pixels, but catalog 'vbpr-release'"):
         catalog_pixels(catalog, [0])
+
+
+def test_insa_refuses_unknown_users_when_built(ranker):
+    with pytest.raises(DataError, match="user index 100000 is unknown to the model"):
+        INSA(ranker, users=[0, 100000])

@@ -1,17 +1,22 @@
 """``varsec attack``: attack catalog items and write adversarial PNGs, a manifest and measures.
 
 Settings come from ``--config FILE`` (YAML or JSON, keys named like the flags) and/or flags;
-flags win. The output directory receives
+flags win. ``--checkpoint`` (and, for the recommender objectives, ``--recommender``) may be
+repeated, or given as a list in the config file: every model is attacked in turn with the same
+settings (see :meth:`AttackJob.models`). The output directory receives
 
-* ``images/<item id>.png``: the quantised adversarial images (lossless PNG, written atomically);
-* ``manifest.json``: the settings, the dataset and model hashes, and per item its PNG's sha256,
-  success and steps;
-* ``measures.csv``: tidy rows ``(item_id, attack, objective, eps, metric, value, note)``: image
-  measures (L-inf, L2, PSNR, SSIM, LPIPS when available) and the objective's before/after
-  values (class, feature distance, mean score and prediction shift Δ_i, BPR loss).
+* ``images/<model>/<item id>.png``: the quantised adversarial images per model (lossless PNG,
+  written atomically);
+* ``manifest.json``: the settings, the dataset hash, and per model its checkpoint files and
+  their sha256, and per item its PNG's sha256, success and steps;
+* ``measures.csv``: tidy rows ``(model, item_id, attack, objective, eps, metric, value, note)``:
+  image measures (L-inf, L2, PSNR, SSIM, LPIPS when available) and the objective's
+  before/after values (class, feature distance, mean score and prediction shift Δ_i, BPR loss).
 
 Items are processed in chunks; after each chunk the manifest and the CSV are rewritten
-atomically, so a killed run loses at most one chunk and ``--resume`` skips items already done.
+atomically, so a killed run loses at most one chunk and ``--resume`` skips the items already
+done for each model. A resumed run may list more (or fewer) models than the first one; a model
+of the same name must come from the same files.
 """
 
 from __future__ import annotations
@@ -32,9 +37,13 @@ from varsec.errors import ConfigError, DataError
 
 ATTACKS = ("fgsm", "pgd", "pgd-l2", "adam", "cw-l2", "cw-linf", "csema")
 OBJECTIVES = ("classifier", "feature", "insa", "bpr")
-RESULT_COLUMNS = ["item_id", "attack", "objective", "eps", "metric", "value", "note"]
-# Settings that may differ between a run and its --resume.
-_RUNTIME = {"out", "resume", "batch_size", "chunk", "device", "config"}
+RESULT_COLUMNS = ["model", "item_id", "attack", "objective", "eps", "metric", "value", "note"]
+# Settings that may differ between a run and its --resume (the models are checked one by one).
+_RUNTIME = {"out", "resume", "batch_size", "chunk", "device", "config", "checkpoint",
+            "recommender"}
+# Config keys that are other names of a field.
+_ALIASES = {"checkpoints": "checkpoint", "recommenders": "recommender"}
+MANIFEST_VERSION = 2
 
 
 @dataclass
@@ -45,8 +54,8 @@ class AttackJob:
     out: str = "attack-out"
     attack: str = "pgd"
     objective: str | None = "classifier"
-    checkpoint: str | None = None
-    recommender: str | None = None
+    checkpoint: str | list[str] | None = None
+    recommender: str | list[str] | None = None
     items: str = "all"
     eps: float = 8.0
     steps: int = 10
@@ -92,10 +101,91 @@ class AttackJob:
             check_steps(self.steps)
         for name in ("batch_size", "chunk"):
             check_steps(getattr(self, name), name)
+        self.checkpoint = _paths(self.checkpoint, "checkpoint")
+        self.recommender = _paths(self.recommender, "recommender")
+        self.models()
 
     def settings(self) -> dict[str, Any]:
         """What must match between a run and its resumption."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME}
+
+    def models(self) -> list[ModelSpec]:
+        """The models to attack in turn, each with a name (its PNG folder and ``model`` value).
+
+        The recommender objectives (insa, bpr) attack each ``recommender``; one checkpoint is
+        the image extractor of them all, or one checkpoint per recommender pairs them in order.
+        The other objectives (and c-SEMA's measures) attack each ``checkpoint``. Without any,
+        one unnamed model stands for the missing one (its objective then says what it needs).
+        """
+        checkpoints = list(self.checkpoint or [])
+        recommenders = list(self.recommender or [])
+        if self.objective in ("insa", "bpr") and recommenders:
+            if len(checkpoints) > 1 and len(checkpoints) != len(recommenders):
+                raise ConfigError(
+                    f"give one checkpoint for all recommenders or one per recommender, got "
+                    f"{len(checkpoints)} checkpoints for {len(recommenders)} recommenders."
+                )
+            paired = checkpoints if len(checkpoints) > 1 else checkpoints * len(recommenders)
+            pairs = list(zip(paired or [None] * len(recommenders), recommenders, strict=True))
+            stems = [_stem(r) for r in recommenders]
+        elif self.objective in ("insa", "bpr"):
+            pairs = [(checkpoints[0] if checkpoints else None, None)]
+            stems = ["model"]
+        else:
+            pairs = [(c, None) for c in checkpoints] or [(None, None)]
+            stems = [_stem(c) for c in checkpoints] or ["model"]
+        names = _unique(stems)
+        return [ModelSpec(n, c, r) for n, (c, r) in zip(names, pairs, strict=True)]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One attacked model: its name, backbone checkpoint and recommender checkpoint."""
+
+    name: str
+    checkpoint: str | None
+    recommender: str | None
+
+    def files(self) -> dict[str, Any]:
+        """The model's sources and, for files, their sha256 (registry names have none)."""
+        from varsec.io import sha256_file
+
+        record: dict[str, Any] = {"checkpoint": self.checkpoint, "recommender": self.recommender}
+        for key in ("checkpoint", "recommender"):
+            path = record[key]
+            record[f"{key}_sha256"] = (sha256_file(path) if path and Path(path).is_file()
+                                       else None)
+        return record
+
+
+def _paths(value: Any, name: str) -> list[str] | None:
+    """A checkpoint setting as a list of strings (None when absent)."""
+    if value is None:
+        return None
+    values = [value] if isinstance(value, str | Path) else value
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, str | Path) and str(v) for v in values
+    ):
+        raise ConfigError(f"{name} must be a path or a list of paths, got {value!r}.")
+    if len(set(map(str, values))) != len(values):
+        raise ConfigError(f"{name} lists the same model twice: {[str(v) for v in values]}.")
+    return [str(v) for v in values] or None
+
+
+def _stem(spec: str) -> str:
+    """A model's name from its checkpoint: the file name without suffix, or the registry name."""
+    return _safe_name(Path(spec).stem or Path(spec).name or "model")
+
+
+def _unique(stems: list[str]) -> list[str]:
+    """``stems`` with repeats numbered (``cnn``, ``cnn-2``, ...), in order."""
+    names: list[str] = []
+    for stem in stems:
+        name, k = stem, 2
+        while name in names:
+            name, k = f"{stem}-{k}", k + 1
+        names.append(name)
+    return names
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -113,10 +203,13 @@ def _read_config(path: Path) -> dict[str, Any]:
     values = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
+        name = _ALIASES.get(name, name)
         if name not in known:
             raise ConfigError(
                 f"{path}: unknown setting {key!r} (known: {', '.join(sorted(known))})."
             )
+        if name in values:
+            raise ConfigError(f"{path}: {name!r} is given twice (as {name} and {name}s).")
         values[name] = value
     return values
 
@@ -141,24 +234,24 @@ def load_source(spec: str) -> Any:
     return Dataset.load(spec) if kind == "dataset" else ItemCatalog.load(spec)
 
 
-def _backbone(job: AttackJob, what: str) -> Any:
-    if not job.checkpoint:
+def _backbone(job: AttackJob, spec: ModelSpec, what: str) -> Any:
+    if not spec.checkpoint:
         raise ConfigError(f"{what} needs --checkpoint (a backbone checkpoint or registry name).")
     from varsec.vision.checkpoint import open_backbone
 
-    return open_backbone(job.checkpoint, device=job.device)[0]
+    return open_backbone(spec.checkpoint, device=job.device)[0]
 
 
-def _recommender(job: AttackJob, what: str) -> Any:
-    if not job.recommender:
+def _recommender(job: AttackJob, spec: ModelSpec, what: str) -> Any:
+    if not spec.recommender:
         raise ConfigError(f"{what} needs --recommender (a recommender checkpoint file).")
     from varsec.attacks.insa import require_visual
     from varsec.recsys.base import Recommender
 
-    model = Recommender.load(job.recommender, device=job.device)
+    model = Recommender.load(spec.recommender, device=job.device)
     require_visual(model, f"the {job.objective} objective")
-    if job.checkpoint and model.extractor is None and model.feature_dim:
-        model.attach_extractor(_backbone(job, what))
+    if spec.checkpoint and model.extractor is None and model.feature_dim:
+        model.attach_extractor(_backbone(job, spec, what))
     return model
 
 
@@ -195,19 +288,22 @@ class Measured:
     measure: Any  # (uint8 images, positions) -> dict[str, np.ndarray]
 
 
-def build_objective(job: AttackJob, source: Any, items: np.ndarray) -> Measured | None:
-    """The objective of ``job`` over the selected ``items`` (positions 0..len-1)."""
+def build_objective(job: AttackJob, source: Any, items: np.ndarray,
+                    spec: ModelSpec | None = None) -> Measured | None:
+    """The objective of ``job`` on model ``spec`` (default: the job's first model) over the
+    selected ``items`` (positions 0..len-1)."""
     builders = {"classifier": _classifier, "feature": _feature, "insa": _insa, "bpr": _bpr}
+    spec = job.models()[0] if spec is None else spec
     if job.objective is None:
-        return _csema_measures(job, source)
-    return builders[job.objective](job, source, items)
+        return _csema_measures(job, spec, source)
+    return builders[job.objective](job, spec, source, items)
 
 
-def _classifier(job: AttackJob, source: Any, items: np.ndarray) -> Measured:
+def _classifier(job: AttackJob, spec: ModelSpec, source: Any, items: np.ndarray) -> Measured:
     from varsec.attacks.objectives import ClassifierObjective
     from varsec.metrics.attack import predict
 
-    catalog, model = _catalog(source), _backbone(job, "a classifier attack")
+    catalog, model = _catalog(source), _backbone(job, spec, "a classifier attack")
     if catalog.categories is None:
         raise DataError(f"catalog {catalog.name!r} has no categories to attack a classifier on.")
     labels = catalog.categories[items]
@@ -224,10 +320,10 @@ def _maybe_int(text: str) -> str | int:
     return int(text) if str(text).lstrip("-").isdigit() else text
 
 
-def _feature(job: AttackJob, source: Any, items: np.ndarray) -> Measured:
+def _feature(job: AttackJob, spec: ModelSpec, source: Any, items: np.ndarray) -> Measured:
     from varsec.attacks.expa import expa_objective
 
-    objective = expa_objective(_backbone(job, "a feature attack"), source, job.hook,
+    objective = expa_objective(_backbone(job, spec, "a feature attack"), source, job.hook,
                                metric=job.metric)
     return Measured(objective, _negated(objective, "distance_to_hook"))
 
@@ -239,10 +335,10 @@ def _negated(objective: Any, name: str) -> Any:
     return measure
 
 
-def _insa(job: AttackJob, source: Any, items: np.ndarray) -> Measured:
+def _insa(job: AttackJob, spec: ModelSpec, source: Any, items: np.ndarray) -> Measured:
     from varsec.attacks.insa import INSA
 
-    objective = INSA(_recommender(job, "INSA"), seed=job.seed)
+    objective = INSA(_recommender(job, spec, "INSA"), seed=job.seed)
 
     @torch.no_grad()
     def measure(images: Any, positions: np.ndarray) -> dict[str, np.ndarray]:
@@ -252,13 +348,13 @@ def _insa(job: AttackJob, source: Any, items: np.ndarray) -> Measured:
     return Measured(objective, measure)
 
 
-def _bpr(job: AttackJob, source: Any, items: np.ndarray) -> Measured:
+def _bpr(job: AttackJob, spec: ModelSpec, source: Any, items: np.ndarray) -> Measured:
     from varsec.attacks.bpr_untargeted import BPRUntargeted
     from varsec.data.catalog import Dataset
 
     if not isinstance(source, Dataset):
         raise ConfigError("the bpr objective needs a dataset with interactions, not a catalog.")
-    objective = BPRUntargeted(_recommender(job, "the bpr objective"), source, items,
+    objective = BPRUntargeted(_recommender(job, spec, "the bpr objective"), source, items,
                               seed=job.seed)
 
     def measure(images: Any, positions: np.ndarray) -> dict[str, np.ndarray]:
@@ -267,12 +363,12 @@ def _bpr(job: AttackJob, source: Any, items: np.ndarray) -> Measured:
     return Measured(objective, measure)
 
 
-def _csema_measures(job: AttackJob, source: Any) -> Measured | None:
-    if not job.checkpoint:
+def _csema_measures(job: AttackJob, spec: ModelSpec, source: Any) -> Measured | None:
+    if not spec.checkpoint:
         return None
     from varsec.attacks.expa import expa_objective
 
-    objective = expa_objective(_backbone(job, "c-SEMA measures"), source, job.hook)
+    objective = expa_objective(_backbone(job, spec, "c-SEMA measures"), source, job.hook)
     return Measured(objective, _negated(objective, "distance_to_hook"))
 
 
@@ -288,36 +384,89 @@ def _manifest_path(out: Path) -> Path:
 def _start_manifest(job: AttackJob, source: Any, out: Path) -> dict[str, Any]:
     path = _manifest_path(out)
     if path.is_file():
-        manifest = json.loads(path.read_text())
         if not job.resume:
             raise ConfigError(
                 f"{out} already holds an attack run; pass --resume to continue it or choose "
                 "another --out."
+            )
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable attack manifest ({exc}).") from exc
+        if manifest.get("format") != "varsec-attack" or manifest.get(
+            "version") != MANIFEST_VERSION:
+            raise ConfigError(
+                f"{path}: an attack run of another format (version "
+                f"{manifest.get('version')!r}, this varsec writes {MANIFEST_VERSION}); use a "
+                "new --out."
             )
         if manifest.get("settings") != _jsonable(job.settings()):
             raise ConfigError(
                 f"{out}: the settings differ from the run being resumed; use a new --out."
             )
         return manifest
-    return {"format": "varsec-attack", "version": 1, "settings": _jsonable(job.settings()),
-            "catalog_hash": _catalog(source).content_hash(), "items": {}}
+    return {"format": "varsec-attack", "version": MANIFEST_VERSION,
+            "settings": _jsonable(job.settings()),
+            "catalog_hash": _catalog(source).content_hash(), "models": {}}
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _done_items(manifest: dict[str, Any], out: Path) -> set[str]:
-    return {item for item, entry in manifest["items"].items() if (out / entry["png"]).is_file()}
+def _check_sources(specs: list[ModelSpec]) -> None:
+    """Every named checkpoint exists (a file, or a backbone registry name) before any work."""
+    from varsec.vision.registry import known_backbones
+
+    for spec in specs:
+        if spec.checkpoint and not Path(spec.checkpoint).is_file() and (
+            spec.checkpoint not in known_backbones()
+        ):
+            raise ConfigError(
+                f"checkpoint {spec.checkpoint!r} is neither a file nor a backbone name "
+                f"(known: {', '.join(known_backbones())})."
+            )
+        if spec.recommender and not Path(spec.recommender).is_file():
+            raise ConfigError(f"recommender checkpoint {spec.recommender!r} is not a file.")
 
 
-def _read_rows(out: Path, done: set[str]) -> pd.DataFrame:
+def _model_entry(manifest: dict[str, Any], spec: ModelSpec, out: Path) -> dict[str, Any]:
+    """The manifest entry of ``spec`` (added when new); a resumed model must come from the
+    same files (same sha256; registry names: same name)."""
+    files = spec.files()
+    entry = manifest["models"].get(spec.name)
+    if entry is None:
+        entry = {**files, "items": {}}
+        manifest["models"][spec.name] = entry
+        return entry
+    for key in ("checkpoint", "recommender"):
+        digest = f"{key}_sha256"
+        same = (entry.get(digest) == files[digest] if entry.get(digest) or files[digest]
+                else entry.get(key) == files[key])
+        if not same:
+            raise ConfigError(
+                f"{out}: model {spec.name!r} was attacked with {key} {entry.get(key)!r}, not "
+                f"with {files[key]!r} (other weights); use a new --out."
+            )
+    entry.update(files)  # the files may have moved
+    return entry
+
+
+def _done_items(entry: dict[str, Any], out: Path) -> set[str]:
+    return {item for item, record in entry["items"].items() if (out / record["png"]).is_file()}
+
+
+def _read_rows(out: Path, manifest: dict[str, Any]) -> pd.DataFrame:
+    """The measures of the items already done (per model) in a resumed run."""
     path = out / "measures.csv"
     if not path.is_file():
         return pd.DataFrame(columns=RESULT_COLUMNS)
-    frame = pd.read_csv(path, dtype={"item_id": str, "note": str}, keep_default_na=False,
-                        na_values=[""])
-    return frame[frame["item_id"].isin(done)]
+    frame = pd.read_csv(path, dtype={"model": str, "item_id": str, "note": str},
+                        keep_default_na=False, na_values=[""])
+    done = {(model, item) for model, entry in manifest["models"].items()
+            for item in _done_items(entry, out)}
+    keep = [pair in done for pair in zip(frame["model"], frame["item_id"], strict=True)]
+    return frame[np.asarray(keep, dtype=bool)] if len(frame) else frame
 
 
 def _image_rows(clean: torch.Tensor, adv: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
@@ -368,7 +517,8 @@ def _attack_chunk(job: AttackJob, rule: Any, measured: Measured | None, source: 
 
 
 def run_job(job: AttackJob) -> dict[str, Any]:
-    """Run ``job``: attack the pending items chunk by chunk; returns a short summary."""
+    """Run ``job``: attack each model's pending items chunk by chunk, one model after the
+    other; returns a short summary (totals, and per model under ``models``)."""
     from varsec.attacks.hooks import catalog_pixels, select_items
 
     out = Path(job.out)
@@ -376,50 +526,64 @@ def run_job(job: AttackJob) -> dict[str, Any]:
     items = select_items(source, job.items)
     catalog = _catalog(source)
     catalog_pixels(source, items[:1], f"the {job.attack} attack")
+    specs = job.models()
+    _check_sources(specs)
     manifest = _start_manifest(job, source, out)
-    done = _done_items(manifest, out)
     ids = catalog.item_ids.astype(str)
-    pending = np.asarray([p for p in range(len(items)) if ids[items[p]] not in done], dtype=int)
     rule = None if job.attack == "csema" else build_rule(job)
-    measured = build_objective(job, source, items)
-    rows = _read_rows(out, done)
-    successes = []
-    for start in range(0, len(pending), job.chunk):
-        positions = pending[start : start + job.chunk]
-        chunk_ids = [ids[items[p]] for p in positions]
-        clean = catalog_pixels(source, items[positions])
-        adv, result = _attack_chunk(job, rule, measured, source, clean, positions)
-        new_rows = _write_chunk(out, manifest, chunk_ids, adv, result)
-        new_rows += _image_rows(clean, adv, chunk_ids)
-        new_rows += _measure_rows(measured, clean, adv, positions, chunk_ids)
-        rows = pd.concat([rows, _tidy(new_rows, job)], ignore_index=True)
-        _save_results(out, manifest, rows)
-        if result is not None and result.success is not None:
-            successes.append(result.success.numpy())
-    rate = float(np.concatenate(successes).mean()) if successes else math.nan
-    return {"attacked": len(pending), "skipped": len(items) - len(pending), "success_rate": rate,
-            "out": str(out)}
+    rows = _read_rows(out, manifest)
+    summary: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        entry = _model_entry(manifest, spec, out)
+        done = _done_items(entry, out)
+        pending = np.asarray([p for p in range(len(items)) if ids[items[p]] not in done],
+                             dtype=int)
+        measured = build_objective(job, source, items, spec) if len(pending) else None
+        successes = []
+        for start in range(0, len(pending), job.chunk):
+            positions = pending[start : start + job.chunk]
+            chunk_ids = [ids[items[p]] for p in positions]
+            clean = catalog_pixels(source, items[positions])
+            adv, result = _attack_chunk(job, rule, measured, source, clean, positions)
+            new_rows = _write_chunk(out, entry, spec.name, chunk_ids, adv, result)
+            new_rows += _image_rows(clean, adv, chunk_ids)
+            new_rows += _measure_rows(measured, clean, adv, positions, chunk_ids)
+            rows = pd.concat([rows, _tidy(new_rows, job, spec.name)], ignore_index=True)
+            _save_results(out, manifest, rows)
+            if result is not None and result.success is not None:
+                successes.append(result.success.numpy())
+        summary[spec.name] = {
+            "attacked": len(pending), "skipped": len(items) - len(pending),
+            "success_rate": float(np.concatenate(successes).mean()) if successes else math.nan,
+            "successes": int(sum(s.sum() for s in successes)),
+            "judged": int(sum(len(s) for s in successes)),
+        }
+    judged = sum(m["judged"] for m in summary.values())
+    rate = sum(m["successes"] for m in summary.values()) / judged if judged else math.nan
+    return {"attacked": sum(m["attacked"] for m in summary.values()),
+            "skipped": sum(m["skipped"] for m in summary.values()), "success_rate": rate,
+            "out": str(out), "models": summary}
 
 
-def _write_chunk(out: Path, manifest: dict[str, Any], ids: list[str], adv: torch.Tensor,
-                 result: Any) -> list[dict[str, Any]]:
+def _write_chunk(out: Path, entry: dict[str, Any], model: str, ids: list[str],
+                 adv: torch.Tensor, result: Any) -> list[dict[str, Any]]:
     from varsec.attacks.quantize import save_png
     from varsec.io import sha256_file
 
     rows = []
     for k, item in enumerate(ids):
-        relative = f"images/{_safe_name(item)}.png"
+        relative = f"images/{model}/{_safe_name(item)}.png"
         save_png(out / relative, adv[k])
-        entry: dict[str, Any] = {"png": relative, "sha256": sha256_file(out / relative)}
+        record: dict[str, Any] = {"png": relative, "sha256": sha256_file(out / relative)}
         if result is not None:
-            entry["steps"] = int(result.steps[k])
+            record["steps"] = int(result.steps[k])
             if result.success is not None:
-                entry["success"] = bool(result.success[k])
+                record["success"] = bool(result.success[k])
                 rows.append({"item_id": item, "metric": "success",
                              "value": float(result.success[k]), "note": ""})
             rows.append({"item_id": item, "metric": "steps", "value": float(result.steps[k]),
                          "note": ""})
-        manifest["items"][item] = entry
+        entry["items"][item] = record
     return rows
 
 
@@ -431,11 +595,12 @@ def _safe_name(item_id: str) -> str:
     return keep if keep == item_id else f"{keep}-{sha256_bytes(item_id.encode())[:8]}"
 
 
-def _tidy(rows: list[dict[str, Any]], job: AttackJob) -> pd.DataFrame:
+def _tidy(rows: list[dict[str, Any]], job: AttackJob, model: str) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=["item_id", "metric", "value", "note"])
-    frame.insert(1, "attack", job.attack)
-    frame.insert(2, "objective", job.objective or "none")
-    frame.insert(3, "eps", job.eps if job.attack != "csema" else math.nan)
+    frame.insert(0, "model", model)
+    frame.insert(2, "attack", job.attack)
+    frame.insert(3, "objective", job.objective or "none")
+    frame.insert(4, "eps", job.eps if job.attack != "csema" else math.nan)
     return frame[RESULT_COLUMNS]
 
 
@@ -458,8 +623,14 @@ def attack(
     out: str | None = typer.Option(None, "--out", help="Output directory [attack-out]."),
     attack_name: str | None = typer.Option(None, "--attack", help=f"{', '.join(ATTACKS)}."),
     objective: str | None = typer.Option(None, help=f"{', '.join(OBJECTIVES)}."),
-    checkpoint: str | None = typer.Option(None, help="Backbone checkpoint or registry name."),
-    recommender: str | None = typer.Option(None, help="Recommender checkpoint (insa, bpr)."),
+    checkpoint: list[str] | None = typer.Option(
+        None, "--checkpoint", metavar="<path>",
+        help="Backbone checkpoint or registry name; repeat it to attack "
+        "several models in turn (insa, bpr: one extractor for all, or one per recommender)."),
+    recommender: list[str] | None = typer.Option(
+        None, "--recommender", metavar="<path>",
+        help="Recommender checkpoint (insa, bpr); repeat it to attack "
+        "several recommenders in turn."),
     items: str | None = typer.Option(None, help="'all', 'cold' or comma-separated item ids."),
     eps: float | None = typer.Option(None, help="Budget in 8-bit levels (8 means 8/255) [8]."),
     steps: int | None = typer.Option(None, help="Iterations [10]."),
@@ -482,11 +653,13 @@ def attack(
     """Attack catalog items; write adversarial PNGs, manifest.json and measures.csv.
 
     Example: varsec attack --dataset runs/data --attack pgd --objective classifier
-    --checkpoint runs/fmnist.pt --target sneaker --items all --eps 8 --out runs/pgd8
+    --checkpoint runs/fmnist.pt --checkpoint runs/fmnist-at.pt --target sneaker --items all
+    --eps 8 --out runs/pgd8   (PNGs in runs/pgd8/images/fmnist/ and images/fmnist-at/)
     """
     overrides = {
         "dataset": dataset, "out": out, "attack": attack_name, "objective": objective,
-        "checkpoint": checkpoint, "recommender": recommender, "items": items, "eps": eps,
+        "checkpoint": checkpoint or None, "recommender": recommender or None,
+        "items": items, "eps": eps,
         "steps": steps, "alpha": alpha, "lr": lr, "c": c, "random_start": random_start,
         "target": target, "hook": hook, "metric": metric, "inset_size": inset_size,
         "corner": corner, "caption": caption, "batch_size": batch_size, "seed": seed,
@@ -494,10 +667,19 @@ def attack(
     }
     job = AttackJob.build(config, overrides)
     summary = run_job(job)
-    rate = summary["success_rate"]
-    success = "" if math.isnan(rate) else f", success rate {rate:.2%}"
+    models = summary["models"]
+    if len(models) > 1:
+        for name, part in models.items():
+            typer.echo(f"model {name}: {part['attacked']} attacked, {part['skipped']} already "
+                       f"done{_rate_text(part['success_rate'])}.")
     typer.echo(f"wrote {summary['attacked']} adversarial images to {summary['out']} "
-               f"({summary['skipped']} already done){success}.")
+               f"({summary['skipped']} already done"
+               f"{f', {len(models)} models' if len(models) > 1 else ''})"
+               f"{_rate_text(summary['success_rate'])}.")
+
+
+def _rate_text(rate: float) -> str:
+    return "" if math.isnan(rate) else f", success rate {rate:.2%}"
 
 
 def register(app: typer.Typer) -> None:
@@ -505,5 +687,5 @@ def register(app: typer.Typer) -> None:
     app.command("attack")(attack)
 
 
-__all__ = ["ATTACKS", "OBJECTIVES", "AttackJob", "attack", "build_rule", "load_source",
-           "register", "run_job"]
+__all__ = ["ATTACKS", "OBJECTIVES", "AttackJob", "ModelSpec", "attack", "build_rule",
+           "load_source", "register", "run_job"]

@@ -34,7 +34,8 @@ class Attack(ABC):
     Options: ``seed`` (random starts and transforms), ``batch_size``, ``early_stop`` (stop each
     image at its first quantised success; off by default, as in torchattacks), ``transform``,
     ``eot_samples`` and ``bpda`` (attack through a defense, see
-    :mod:`varsec.attacks.transforms`), ``device``.
+    :mod:`varsec.attacks.transforms`), ``device``, ``fast_batch_norm`` (see
+    :func:`~varsec.attacks.engine.run_attack`).
     """
 
     kappa: float = 0.0
@@ -50,6 +51,7 @@ class Attack(ABC):
         eot_samples: int = 1,
         bpda: Any = False,
         device: str | torch.device | None = None,
+        fast_batch_norm: bool = True,
     ) -> None:
         if not callable(model):
             raise ConfigError(
@@ -57,7 +59,7 @@ class Attack(ABC):
             )
         self.model = model
         self.options = {"seed": seed, "batch_size": batch_size, "early_stop": early_stop,
-                        "device": device,
+                        "device": device, "fast_batch_norm": bool(fast_batch_norm),
                         "transform": TransformHook(transform, eot_samples, bpda)}
         self._targeted = False
         self._target: Any = None

@@ -71,6 +71,7 @@ class INSA(Objective):
                       else torch.as_tensor(users, dtype=torch.long).reshape(-1))
         if len(self.users) == 0:
             raise ConfigError("INSA needs at least one user to raise the item's score for.")
+        recommender.user_index(self.users)  # unknown users fail here, not at the first step
         if users_per_step is not None and (
             isinstance(users_per_step, bool) or not isinstance(users_per_step, int)
             or users_per_step < 1

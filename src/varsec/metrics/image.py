@@ -9,23 +9,31 @@ measured after it was quantised, never as floats (DESIGN.md section 2).
   :func:`skimage.metrics.peak_signal_noise_ratio`; ``ssim``: :func:`skimage.metrics.
   structural_similarity` with ``data_range=255`` (channels as channels, 7x7 window or the largest
   odd window the image allows).
-* ``lpips`` (Zhang et al., 2018): computed only when the ``lpips`` package *and* its backbone
-  weights are already on disk (:func:`lpips_available`); varsec never downloads them. Otherwise
-  the column is NaN and ``frame.attrs["lpips"]`` says why: it is never a made-up number.
+* ``lpips`` (Zhang et al., 2018): computed only when the ``lpips`` package (PyPI; it ships its
+  calibrated linear layers) *and* the ImageNet weights of its backbone are already on disk;
+  varsec never downloads them. The backbone weights are torchvision's: ``lpips`` loads them from
+  torch's cache, ``$TORCH_HOME/hub/checkpoints/<file>`` (``~/.cache/torch/hub/checkpoints`` by
+  default; :func:`lpips_backbone_path`), e.g. ``alexnet-owt-7be5be79.pth`` for the default
+  ``net="alex"``. Otherwise the column is NaN, ``frame.attrs["lpips"]`` says why, and one
+  :class:`~varsec.errors.VarsecWarning` per process says what is missing and where to put it:
+  LPIPS is never a made-up number (:func:`lpips_status`). Images smaller than 64 px per side are
+  upsampled (bilinear) to 64 px first: LPIPS was calibrated on 64 x 64 patches, and its AlexNet
+  cannot take 28 px images.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from varsec.errors import ConfigError
-
-LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+from varsec.errors import ConfigError, VarsecWarning
 
 
 def _as_uint8(images: Any, name: str) -> np.ndarray:
@@ -98,56 +106,133 @@ def ssim(clean: Any, adv: Any) -> np.ndarray:
 
 
 # -- LPIPS -------------------------------------------------------------------------------------
-def _lpips_reason(net: str = "alex") -> str | None:
-    """Why LPIPS cannot be computed offline (None when it can)."""
-    if net not in LPIPS_BACKBONE_FILES:
-        return f"unknown LPIPS network {net!r} (known: {', '.join(LPIPS_BACKBONE_FILES)})"
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or spec.origin is None:
-        return "the lpips package is not installed"
-    linear = Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth"
-    if not linear.is_file():
-        return f"the lpips package has no {net} linear weights ({linear})"
+LPIPS_MIN_SIDE = 64  # LPIPS' calibration patches are 64 x 64 (BAPPS, Zhang et al. 2018)
+# torchvision's ImageNet weights of each LPIPS backbone (``IMAGENET1K_V1``, what lpips' legacy
+# ``pretrained=True`` asks torchvision for): file name and name of the network.
+_BACKBONES = {"alex": ("alexnet-owt-7be5be79.pth", "AlexNet"),
+              "vgg": ("vgg16-397923af.pth", "VGG-16"),
+              "squeeze": ("squeezenet1_1-b8a52dc0.pth", "SqueezeNet 1.1")}
+_DOWNLOADS = "https://download.pytorch.org/models/"
+_WARNED: set[str] = set()
+
+
+def _check_net(net: str) -> None:
+    if net not in _BACKBONES:
+        raise ConfigError(f"unknown LPIPS network {net!r} (known: {', '.join(_BACKBONES)}).")
+
+
+def lpips_backbone_path(net: str = "alex") -> Path:
+    """Where torchvision (and so ``lpips``) looks for the backbone weights of LPIPS ``net``:
+    ``torch.hub.get_dir()/checkpoints/<file>``, i.e. ``$TORCH_HOME/hub/checkpoints/<file>``."""
     import torch
 
-    backbone = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
+    _check_net(net)
+    return Path(torch.hub.get_dir()) / "checkpoints" / _BACKBONES[net][0]
+
+
+def _lpips_package() -> tuple[bool, Path | None]:
+    """Whether ``lpips`` is importable and its directory, without importing it (slow)."""
+    if "lpips" in sys.modules:
+        module = sys.modules["lpips"]
+        where = getattr(module, "__file__", None)
+        return module is not None, Path(where).parent if where else None
+    spec = importlib.util.find_spec("lpips")
+    if spec is None:
+        return False, None
+    return True, Path(spec.origin).parent if spec.origin else None
+
+
+def lpips_status(net: str = "alex") -> str | None:
+    """None when LPIPS ``net`` can be computed without any download, else what is missing and
+    how to provide it (one sentence or two)."""
+    _check_net(net)
+    installed, package = _lpips_package()
+    if not installed:
+        return ("the lpips package is not installed (pip install lpips; its wheel ships the "
+                "calibrated linear layers)")
+    if package is not None:
+        linear = package / "weights" / "v0.1" / f"{net}.pth"
+        if not linear.is_file():
+            return (f"the lpips package has no {net} linear layers at {linear} (reinstall "
+                    "lpips from PyPI)")
+    backbone = lpips_backbone_path(net)
     if not backbone.is_file():
-        return f"the {net} backbone weights are not in the torch cache ({backbone})"
+        return (f"the ImageNet weights of the LPIPS backbone ({_BACKBONES[net][1]}) are "
+                f"missing: put torchvision's {backbone.name} (from {_DOWNLOADS}"
+                f"{backbone.name}) at {backbone} (the directory is "
+                "$TORCH_HOME/hub/checkpoints; varsec never downloads it)")
     return None
 
 
 def lpips_available(net: str = "alex") -> bool:
     """True when LPIPS can be computed without any download (package and weights present)."""
-    return _lpips_reason(net) is None
+    return lpips_status(net) is None
+
+
+def _warn_once(reason: str) -> None:
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        warnings.warn(f"LPIPS not computed: {reason}.", VarsecWarning, stacklevel=4)
+
+
+@functools.lru_cache(maxsize=4)
+def _lpips_model(module: Any, net: str) -> Any:
+    """The LPIPS network of ``module`` (the imported ``lpips``), built once per process."""
+    with warnings.catch_warnings():  # torchvision's notice about lpips' pretrained=True
+        warnings.simplefilter("ignore", UserWarning)
+        return module.LPIPS(net=net, verbose=False).eval()
+
+
+def _lpips_values(a: np.ndarray, b: np.ndarray, net: str, batch_size: int) -> np.ndarray:
+    import lpips
+    import torch
+    import torch.nn.functional as F
+
+    model = _lpips_model(lpips, net)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(a), batch_size):
+            pair = []
+            for images in (a[start : start + batch_size], b[start : start + batch_size]):
+                x = torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1.0
+                if x.shape[1] == 1:
+                    x = x.expand(-1, 3, -1, -1)
+                if min(x.shape[-2:]) < LPIPS_MIN_SIDE:
+                    scale = LPIPS_MIN_SIDE / min(x.shape[-2:])
+                    size = [max(LPIPS_MIN_SIDE, round(side * scale)) for side in x.shape[-2:]]
+                    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                pair.append(x)
+            out.append(torch.as_tensor(model(*pair)).reshape(-1).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _lpips_or_reason(a: np.ndarray, b: np.ndarray, net: str,
+                     batch_size: int) -> tuple[np.ndarray | None, str | None]:
+    reason = lpips_status(net)
+    if reason is None:
+        try:
+            return _lpips_values(a, b, net, batch_size), None
+        except Exception as exc:  # a corrupt weights file, an lpips API change: say so
+            reason = f"lpips failed on these images ({type(exc).__name__}: {exc})"
+    _warn_once(reason)
+    return None, reason
 
 
 def lpips_distance(
     clean: Any, adv: Any, net: str = "alex", batch_size: int = 64
 ) -> np.ndarray | None:
-    """Per-image LPIPS distance, or None when its package or weights are missing."""
-    if not lpips_available(net):
-        return None
-    import lpips
-    import torch
-
+    """Per-image LPIPS distance, or None (with one warning) when its package or weights are
+    missing."""
     a, b = _pair(clean, adv)
-    model = lpips.LPIPS(net=net, verbose=False).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(a), batch_size):
-            x = torch.from_numpy(a[start : start + batch_size]).float() / 127.5 - 1.0
-            y = torch.from_numpy(b[start : start + batch_size]).float() / 127.5 - 1.0
-            if x.shape[1] == 1:
-                x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
-            out.append(model(x, y).reshape(-1).numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    return _lpips_or_reason(a, b, net, batch_size)[0]
 
 
 def image_measures(clean: Any, adv: Any, *, lpips: bool = True, net: str = "alex") -> pd.DataFrame:
     """One row per image: ``linf`` (levels), ``l2``, ``psnr`` (dB), ``ssim``, ``lpips``.
 
     ``frame.attrs["lpips"]`` is ``"computed"`` or ``"not computed: <reason>"``; the column is
-    NaN in the second case.
+    NaN in the second case (``lpips=False`` skips it; ``net``: ``alex``, ``vgg`` or
+    ``squeeze``).
     """
     a, b = _pair(clean, adv)
     frame = pd.DataFrame({
@@ -156,8 +241,7 @@ def image_measures(clean: Any, adv: Any, *, lpips: bool = True, net: str = "alex
         "psnr": psnr(a, b),
         "ssim": ssim(a, b),
     })
-    reason = _lpips_reason(net) if lpips else "not requested"
-    values = lpips_distance(a, b, net) if reason is None else None
+    values, reason = _lpips_or_reason(a, b, net, 64) if lpips else (None, "not requested")
     frame["lpips"] = np.nan if values is None else values
     frame.attrs["lpips"] = "computed" if values is not None else f"not computed: {reason}"
     return frame
@@ -184,11 +268,14 @@ def summarize_image_measures(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
+    "LPIPS_MIN_SIDE",
     "image_measures",
     "l2_distance",
     "linf_levels",
     "lpips_available",
+    "lpips_backbone_path",
     "lpips_distance",
+    "lpips_status",
     "psnr",
     "ssim",
     "summarize_image_measures",
