@@ -125,7 +125,8 @@ def _table_sections(results: StudyResults) -> tuple[list[Section], list[Table]]:
 
 
 def _copy_adversarial_pngs(results: StudyResults) -> None:
-    """OUT/adversarial/<attack>[-eps<e>]-<target>-seed<s>/: each attack's example PNGs."""
+    """OUT/adversarial/<attack>[-eps<e>]-<target>[-<defense>]-seed<s>/: each attack's example
+    PNGs (an adaptive attack names the defense it went through)."""
     root = results.out / "adversarial"
     shutil.rmtree(root, ignore_errors=True)
     for stage in results.stages("attack"):
@@ -135,7 +136,9 @@ def _copy_adversarial_pngs(results: StudyResults) -> None:
         labels = stage.labels
         eps = f"-eps{labels['eps']:g}" if labels.get("eps") is not None else ""
         target = labels.get("recommender") or labels.get("extractor") or "target"
-        shutil.copytree(source, root / f"{labels['attack']}{eps}-{target}-seed{labels['seed']}")
+        through = f"-{labels['defense']}" if labels.get("defense") else ""
+        name = f"{labels['attack']}{eps}-{target}{through}-seed{labels['seed']}"
+        shutil.copytree(source, root / name.replace(" ", "_"))
 
 
 def write_report(result: RunResult) -> Path:
