@@ -16,8 +16,12 @@ from varsec.study.runner import run_study
 from varsec.study.schema import load_study_text
 
 HERE = Path(__file__).resolve().parent
+# A shell's background job inherits SIGINT ignored, and Python then keeps it ignored: restore
+# the interpreter's usual handler so the SIGINT case also holds when the suite runs in one.
 SCRIPT = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {here!r})
 from study_standins import FAKE_STUDY, fake_stages
 from varsec.study.runner import run_study

@@ -20,6 +20,11 @@ applies the EOT / BPDA transform hook (:mod:`varsec.attacks.transforms`) in fron
 objective, stops each image as soon as its *quantised* version succeeds (``early_stop``), and
 returns uint8 images that honour the budget (:func:`varsec.attacks.quantize.quantize`). Nothing
 float ever leaves the engine.
+
+The L-inf pieces the engine shares with vision's PGD (random start, signed step, projection,
+default step size, :func:`evaluating`, :func:`affine_batch_norm`) have their one implementation
+in :mod:`varsec.vision.perturbation` (the attacks layer may import vision, not the reverse); the
+two names are re-exported here.
 """
 
 from __future__ import annotations
@@ -47,6 +52,15 @@ from varsec.attacks.quantize import (
 from varsec.attacks.transforms import TransformHook
 from varsec.errors import ConfigError
 from varsec.io import progress
+from varsec.vision.perturbation import (
+    _AffineBatchNorm,  # noqa: F401  (re-exported: it lived here)
+    affine_batch_norm,
+    default_alpha,
+    evaluating,
+    linf_step,
+    project_linf_,
+    random_start,
+)
 
 Rows = Tensor | None  # active rows of a batch (None: all of them)
 
@@ -199,14 +213,12 @@ class _Iterative(StepRule):
         clean = problem.clean
         if not self.random_start:
             return clean.clone()
-        radius = self.eps / LEVELS
         if self.norm == "linf":
-            noise = torch.empty_like(clean).uniform_(-radius, radius)
-        else:
-            direction = torch.randn_like(clean)
-            norms = direction.flatten(1).norm(dim=1).clamp_min(1e-12)
-            scale = radius * torch.rand(len(clean), device=clean.device) / norms
-            noise = direction * scale.view(-1, *([1] * (clean.ndim - 1)))
+            return random_start(clean, self.eps)
+        direction = torch.randn_like(clean)
+        norms = direction.flatten(1).norm(dim=1).clamp_min(1e-12)
+        scale = (self.eps / LEVELS) * torch.rand(len(clean), device=clean.device) / norms
+        noise = direction * scale.view(-1, *([1] * (clean.ndim - 1)))
         return (clean + noise).clamp_(0.0, 1.0)
 
 
@@ -225,15 +237,14 @@ def project(adv: Tensor, clean: Tensor, eps: float, norm: str) -> Tensor:
 
 def _project_(adv: Tensor, clean: Tensor, eps: float, norm: str) -> Tensor:
     """:func:`project` in place on ``adv`` (no new tensor; the same floating-point operations,
-    so the same bits as torchattacks' L-inf projection)."""
-    radius = eps / LEVELS
-    delta = adv.sub_(clean)
+    so the same bits as torchattacks' L-inf projection, which is
+    :func:`varsec.vision.perturbation.project_linf_`)."""
     if norm == "linf":
-        delta.clamp_(-radius, radius)
-    else:
-        norms = delta.flatten(1).norm(dim=1)
-        factor = (radius / norms.clamp_min(1e-12)).clamp_(max=1.0)
-        delta.mul_(_per_image_view(factor, delta))
+        return project_linf_(adv, clean, eps)
+    delta = adv.sub_(clean)
+    norms = delta.flatten(1).norm(dim=1)
+    factor = ((eps / LEVELS) / norms.clamp_min(1e-12)).clamp_(max=1.0)
+    delta.mul_(_per_image_view(factor, delta))
     return delta.add_(clean).clamp_(0.0, 1.0)
 
 
@@ -257,7 +268,7 @@ class PGDStep(_Iterative):
         self.norm = check_norm(norm)
         self.eps = check_eps(eps, norm=self.norm)
         self.steps = check_steps(steps)
-        self.alpha = (2.5 * self.eps / self.steps if alpha is None
+        self.alpha = (default_alpha(self.eps, self.steps) if alpha is None
                       else check_alpha(alpha, self.eps))
         self.random_start = bool(random_start)
 
@@ -273,14 +284,13 @@ class PGDStep(_Iterative):
     def update(
         self, problem: Problem, state: dict[str, Tensor], rows: Rows, x: Tensor, grad: Tensor
     ) -> None:
-        step = self.alpha / LEVELS
-        if self.norm == "linf":  # x + step * sign(g), as torchattacks (same rounding)
-            moved = grad.sign().mul_(step).add_(x)
+        clean = problem.rows_of(problem.clean, rows)
+        if self.norm == "linf":  # x + step * sign(g), projected, as torchattacks (same rounding)
+            new = linf_step(x, grad, self.alpha, clean, self.eps)
         else:
             norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-            moved = grad * _per_image_view(step / norms, grad)
-            moved.add_(x)
-        new = _project_(moved, problem.rows_of(problem.clean, rows), self.eps, self.norm)
+            moved = grad * _per_image_view((self.alpha / LEVELS) / norms, grad)
+            new = _project_(moved.add_(x), clean, self.eps, self.norm)
         if rows is None:
             state["adv"] = new
         else:
@@ -392,26 +402,6 @@ class AttackResult:
 
 
 @contextlib.contextmanager
-def evaluating(modules: list[nn.Module]) -> Iterator[None]:
-    """Eval mode (batch norm on running statistics, no dropout) for ``modules``, restored after.
-
-    Attacks take gradients with respect to the *inputs* only (``torch.autograd.grad``), so the
-    parameters' ``.grad`` are never touched and need not be frozen (freezing them makes the
-    input-only backward pass about 5 % slower on CPU).
-    """
-    switched = [m for m in modules if any(sub.training for sub in m.modules())]
-    modes = [(m, [sub.training for sub in m.modules()]) for m in switched]
-    try:
-        for module in switched:
-            module.eval()
-        yield
-    finally:
-        for module, flags in modes:
-            for sub, flag in zip(module.modules(), flags, strict=True):
-                sub.training = flag
-
-
-@contextlib.contextmanager
 def frozen(modules: list[nn.Module]) -> Iterator[None]:
     """Eval mode and no parameter gradients for ``modules``; both restored afterwards.
 
@@ -431,81 +421,6 @@ def frozen(modules: list[nn.Module]) -> Iterator[None]:
             parameter.requires_grad_(flag)
         for module, mode in modes:
             module.train(mode)
-
-
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-class _AffineBatchNorm:
-    """The forward of an eval-mode batch norm as the fixed per-channel affine map it is.
-
-    ``y = x * scale + shift`` with ``scale = weight / sqrt(running_var + eps)`` and
-    ``shift = bias - running_mean * scale`` (from the module's current values, in float64, then
-    rounded; recomputed when any of them changes; no gradient flows to them). Its backward is
-    one multiplication, where the native kernel's costs about three times the forward on CPU.
-    The values agree with the native kernel's up to float rounding. In training mode, or for
-    inputs of another dtype or device, the module's own forward runs.
-    """
-
-    __slots__ = ("key", "module", "terms")
-
-    def __init__(self, module: nn.modules.batchnorm._BatchNorm) -> None:
-        self.module = module
-        self.key: tuple[Any, ...] = ()
-        self.terms: tuple[Tensor, Tensor] | None = None
-
-    def _terms(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """``(scale, shift)``, recomputed whenever a statistic or parameter has changed."""
-        module = self.module
-        tensors = (module.running_var, module.running_mean, module.weight, module.bias)
-        key = (module.eps, dtype, *((t.data_ptr(), t._version) for t in tensors if t is not None))
-        if key != self.key or self.terms is None:
-            with torch.no_grad():
-                scale = torch.rsqrt(module.running_var.double() + module.eps)
-                if module.weight is not None:
-                    scale = scale * module.weight.double()
-                shift = -module.running_mean.double() * scale
-                if module.bias is not None:
-                    shift = shift + module.bias.double()
-            self.key, self.terms = key, (scale.to(dtype), shift.to(dtype))
-        return self.terms
-
-    def __call__(self, x: Tensor) -> Tensor:
-        module = self.module
-        var, mean = module.running_var, module.running_mean
-        if (module.training or var is None or mean is None or x.dtype != var.dtype
-                or x.device != var.device):
-            return type(module).forward(module, x)
-        module._check_input_dim(x)
-        scale, shift = self._terms(x.dtype)
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return torch.addcmul(shift.view(shape), x, scale.view(shape))
-
-
-@contextlib.contextmanager
-def affine_batch_norm(modules: list[nn.Module]) -> Iterator[None]:
-    """Evaluate every eval-mode batch norm of ``modules`` as its affine map (see
-    :class:`_AffineBatchNorm`) inside the block; the modules' own forwards are restored after.
-
-    For attacks, which take gradients with respect to the *inputs* only: the affine map has
-    no gradient for the batch norm's weight and bias. Batch norms in training mode, without
-    running statistics, of subclasses, or with a forward already replaced are left alone.
-    :func:`run_attack` uses it inside :func:`evaluating`; together they are the floor an
-    attack step is measured against in ``benchmarks/attacks.py``.
-    """
-    patched: list[nn.Module] = []
-    try:
-        for module in modules:
-            for sub in module.modules():
-                if (type(sub) in _BATCH_NORMS and not sub.training
-                        and sub.running_var is not None and sub.running_mean is not None
-                        and "forward" not in sub.__dict__):
-                    sub.forward = _AffineBatchNorm(sub)
-                    patched.append(sub)
-        yield
-    finally:
-        for sub in patched:
-            del sub.forward
 
 
 @contextlib.contextmanager

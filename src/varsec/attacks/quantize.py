@@ -24,10 +24,11 @@ from torch import Tensor
 
 from varsec.errors import ConfigError, DataError, VarsecWarning
 from varsec.io import atomic_path
+from varsec.vision import perturbation
+from varsec.vision.perturbation import LEVELS, budget_levels, quantize_levels, to_levels
 
-LEVELS = 255.0
 NORMS = ("linf", "l2")
-_SLACK = 1e-6  # float slack when flooring a budget: 8.0000001 levels is still 8
+_SLACK = perturbation.BUDGET_SLACK  # float slack when comparing to a budget
 
 
 def _is_number(value: Any) -> bool:
@@ -37,18 +38,17 @@ def _is_number(value: Any) -> bool:
 def check_eps(eps: Any, *, norm: str = "linf", name: str = "eps") -> float:
     """Validate a budget in 8-bit levels and return it as a float.
 
-    L-inf: ``0 < eps <= 255`` (``eps=8`` means 8/255). L2: ``eps > 0``, the L2 norm of the
-    perturbation measured in 8-bit levels (``||δ||_2 <= eps / 255`` on [0, 1] pixels).
+    L-inf: ``0 < eps <= 255`` (``eps=8`` means 8/255), checked by
+    :func:`varsec.vision.perturbation.check_eps` (which also logs a warning for an ``eps``
+    below one level). L2: ``eps > 0``, the L2 norm of the perturbation measured in 8-bit levels
+    (``||δ||_2 <= eps / 255`` on [0, 1] pixels).
     """
-    check_norm(norm)
+    if check_norm(norm) == "linf":
+        return perturbation.check_eps(eps, name)
     if isinstance(eps, bool) or not isinstance(eps, Real):
         raise ConfigError(f"{name} must be a number of 8-bit levels, got {eps!r}.")
     value = float(eps)
-    if norm == "linf" and not 0 < value <= LEVELS:
-        raise ConfigError(
-            f"{name} must lie in (0, 255] 8-bit levels (eps=8 means 8/255), got {eps}."
-        )
-    if norm == "l2" and not 0 < value < math.inf:
+    if not 0 < value < math.inf:
         raise ConfigError(f"{name} (an L2 norm in 8-bit levels) must be positive, got {eps}.")
     return value
 
@@ -87,11 +87,6 @@ def check_alpha(alpha: Any, eps: float, name: str = "alpha") -> float:
     return value
 
 
-def budget_levels(eps: float) -> int:
-    """The largest whole number of 8-bit levels inside an L-inf budget: ``floor(eps)``."""
-    return math.floor(eps + _SLACK)
-
-
 def to_float(images: Any, name: str = "images") -> Tensor:
     """Images as float32 NCHW on the 8-bit grid in [0, 1].
 
@@ -118,7 +113,7 @@ def to_float(images: Any, name: str = "images") -> Tensor:
 
 def to_uint8(images: Tensor) -> Tensor:
     """Round float images in [0, 1] to uint8 (no budget: use :func:`quantize` for attacks)."""
-    return torch.round(images.detach() * LEVELS).clamp_(0, LEVELS).to(torch.uint8)
+    return quantize_levels(images).to(torch.uint8)
 
 
 def quantize(
@@ -131,17 +126,15 @@ def quantize(
     images whose L2 distance exceeds ``eps`` levels are truncated towards the clean image
     instead, which never enlarges any pixel's difference, so they stay in the ball.
     """
+    if eps is None or norm == "linf":  # the rounding vision's PGD uses too
+        return quantize_levels(adv, clean, eps).to(torch.uint8)
     levels = torch.round(adv.detach() * LEVELS)
-    base = clean.detach().float() if clean.dtype == torch.uint8 else torch.round(clean * LEVELS)
-    if eps is not None and norm == "linf":
-        budget = float(budget_levels(eps))
-        levels = torch.minimum(torch.maximum(levels, base - budget), base + budget)
-    elif eps is not None:
-        distance = (levels - base).flatten(1).norm(dim=1)
-        outside = distance > eps + _SLACK
-        if bool(outside.any()):
-            exact = adv.detach()[outside] * LEVELS - base[outside]
-            levels[outside] = base[outside] + torch.trunc(exact)
+    base = to_levels(clean)
+    distance = (levels - base).flatten(1).norm(dim=1)
+    outside = distance > eps + _SLACK
+    if bool(outside.any()):
+        exact = adv.detach()[outside] * LEVELS - base[outside]
+        levels[outside] = base[outside] + torch.trunc(exact)
     return levels.clamp_(0, LEVELS).to(torch.uint8)
 
 
