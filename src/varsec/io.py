@@ -6,9 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,10 +55,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temporary_name(target)
     try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         yield tmp
         os.replace(tmp, target)
     finally:
@@ -74,8 +73,9 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _temporary_name(target)
     try:
+        tmp.mkdir()
         yield tmp
         if target.exists():
             backup = target.with_name(f".{target.name}.old")
@@ -89,6 +89,12 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _temporary_name(target: Path) -> Path:
+    # The name is chosen before anything is created, and the creation happens inside the caller's
+    # try block: an interrupt between the two can then never leave an entry nobody removes.
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:

@@ -138,3 +138,16 @@ def test_stale_temporary_directories_are_removed_and_the_lock_is_exclusive(tmp_p
     (tmp_path / LOCK).write_text("999999999")  # a dead owner's lock is taken over
     with RunLock(tmp_path):
         pass
+
+
+def test_an_interrupted_run_sweeps_temporary_directories_and_releases_the_lock(config, tmp_path):
+    # A stray temporary directory stands for one whose cleanup the interrupt pre-empted.
+    def interrupted(ctx, config, inputs):
+        (tmp_path / "cache" / "extractor" / ".x.abc.tmp").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    with fake_stages(), override_stage("extractor", interrupted), \
+            pytest.raises(KeyboardInterrupt):
+        run_study(config, tmp_path, log=None, report=False)
+    assert not list((tmp_path / "cache").glob("*/.*"))
+    assert not (tmp_path / LOCK).exists()

@@ -229,7 +229,13 @@ def run_study(
             f"{len(todo)} to run ({runner.name} executor); output {out}")
         job = Job(out=out, study=config, todo=todo, device=config.device,
                   on_status=_progress(plan, say))
-        statuses = runner.run(plan, job)
+        try:
+            statuses = runner.run(plan, job)
+        except KeyboardInterrupt:
+            # An interrupt can land between a stage's temporary directory being created and
+            # its cleanup being armed; the lock is still ours, so sweep before leaving.
+            cache.clean_stale()
+            raise
         table = collect_results(plan, cache, statuses)
         write_results(out, table)
         _write_status(out, plan, statuses)
