@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from study_browser import chromium, inspect_page
 
@@ -118,3 +119,19 @@ def test_run_command_errors_are_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "attacks.a.recommender: 'nope' is not a recommender of this study" in err
+
+
+def test_a_claim_holds_only_when_every_comparison_does(tiny_run):
+    from varsec.study.report.claims import _Evidence
+
+    results = results_from_run(tiny_run)
+    assert _Evidence(results).verdict("rows of that kind").status == NOT_RUN
+    evidence = _Evidence(results)
+    p = evidence.p_value(np.arange(10.0) + 1, np.zeros(10))  # ten positive differences
+    assert p == pytest.approx(2 / 2**10) and "Wilcoxon signed-rank, n=10" in evidence.test
+    evidence.add("a", evidence.significant(p), 1.0, "a: yes")
+    assert evidence.verdict("-").status == HELD
+    evidence.add("b", False, 2.0, "b: no")
+    verdict = evidence.verdict("-")
+    assert verdict.status == NOT_HELD and verdict.numbers == {"a": 1.0, "b": 2.0}
+    assert verdict.evidence == "a: yes; b: no"

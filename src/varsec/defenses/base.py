@@ -63,7 +63,7 @@ class InputTransform(nn.Module, ABC):
             value = values.get(key, spec.default)
             if value is not None or spec.default is not None:
                 self._check_value(key, spec, value)
-            setattr(self, key, _plain(value, spec.kind))
+            setattr(self, key, spec.plain(value))
         self._check_params()
 
     @classmethod
@@ -154,18 +154,6 @@ def check_image_batch(x: Any, what: str) -> None:
             raise ConfigError(
                 f"{what}: images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]."
             )
-
-
-def _plain(value: Any, kind: type) -> Any:
-    if value is None:
-        return None
-    if kind is float:
-        return float(value)
-    if kind is int:
-        return int(value)
-    if kind is bool:
-        return bool(value)
-    return value
 
 
 def as_uint8_tensor(images: Any, what: str = "images") -> Tensor:

@@ -89,6 +89,15 @@ class Param:
                 return False
         return True
 
+    def plain(self, value: Any) -> Any:
+        """``value`` as a plain Python object of this kind (numpy scalars converted), so
+        hyperparameters serialise and compare cleanly; ``None`` stays ``None``."""
+        if value is None:
+            return None
+        if self.kind in (float, int, bool, dict):
+            return self.kind(value)
+        return value
+
 
 def _has_kind(value: Any, kind: type) -> bool:
     if kind is bool:
@@ -100,19 +109,6 @@ def _has_kind(value: Any, kind: type) -> bool:
     if kind is float:
         return isinstance(value, int | float | np.integer | np.floating)
     return isinstance(value, kind)
-
-
-def _normalise(value: Any, kind: type) -> Any:
-    """Plain Python scalars, so hyperparameters serialise and compare cleanly."""
-    if kind is float:
-        return float(value)
-    if kind is int:
-        return int(value)
-    if kind is bool:
-        return bool(value)
-    if kind is dict:
-        return dict(value)
-    return value
 
 
 class Recommender(nn.Module):
@@ -150,7 +146,7 @@ class Recommender(nn.Module):
         self.hp = SimpleNamespace(**values)
         self._check_params()
         for name, spec in self.params.items():
-            setattr(self.hp, name, _normalise(getattr(self.hp, name), spec.kind))
+            setattr(self.hp, name, spec.plain(getattr(self.hp, name)))
         self.n_users = 0
         self.n_items = 0
         self.dataset_hash: str | None = None

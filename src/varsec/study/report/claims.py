@@ -69,6 +69,37 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
 
+class _Evidence:
+    """Collects the comparisons behind a claim; it holds when every comparison holds."""
+
+    def __init__(self, results: StudyResults, test: str = "") -> None:
+        self.results = results
+        self.test = test
+        self.lines: list[str] = []
+        self.numbers: dict[str, float] = {}
+        self.held = True
+
+    def p_value(self, a: np.ndarray, b: np.ndarray) -> float:
+        """The study's paired test of a vs b; remembers its description."""
+        p, self.test = _paired(self.results, a, b)
+        return p
+
+    def significant(self, p: float) -> bool:
+        return p < _alpha(self.results)
+
+    def add(self, key: str, ok: bool, number: float, line: str) -> None:
+        self.held &= bool(ok)
+        self.numbers[key] = float(number)
+        self.lines.append(line)
+
+    def verdict(self, missing: str) -> Verdict:
+        """The verdict, or "not run" (the study has no ``missing``) when nothing was compared."""
+        if not self.lines:
+            return _not_run(missing)
+        return Verdict(HELD if self.held else NOT_HELD, "; ".join(self.lines), self.test,
+                       self.numbers)
+
+
 # -- shared lookups -------------------------------------------------------------------------------
 def _promotion(results: StudyResults, kinds: tuple[str, ...],
                defense: str = CLEAN) -> list[Stage]:
@@ -98,7 +129,7 @@ def insa_beats_others(results: StudyResults) -> Verdict:
     others = _largest_eps(_promotion(results, ("expa", "csema")))
     if not insa or not others:
         return _not_run("promotion evaluations of INSA and of EXPA or c-SEMA")
-    lines, held, numbers, test = [], True, {}, ""
+    evidence = _Evidence(results)
     for a in insa:
         delta_a = _unit(results, a, "cold|delta_HR_cold@5")
         for b in others:
@@ -108,41 +139,40 @@ def insa_beats_others(results: StudyResults) -> Verdict:
             delta_b = _unit(results, b, "cold|delta_HR_cold@5")
             if delta_a is None or delta_b is None or len(delta_a) != len(delta_b):
                 continue
-            p, test = _paired(results, delta_a, delta_b)
-            ok = delta_a.mean() > delta_b.mean() and p < _alpha(results)
-            held &= ok
+            p = evidence.p_value(delta_a, delta_b)
             key = f"{a.labels['recommender']}: {a.labels['attack']} vs {b.labels['attack']}"
-            numbers[key] = float(delta_a.mean() - delta_b.mean())
-            lines.append(f"{key}: ΔHR_cold@5 {_fmt(delta_a.mean())} vs {_fmt(delta_b.mean())} "
+            evidence.add(key, delta_a.mean() > delta_b.mean() and evidence.significant(p),
+                         delta_a.mean() - delta_b.mean(),
+                         f"{key}: ΔHR_cold@5 {_fmt(delta_a.mean())} vs {_fmt(delta_b.mean())} "
                          f"(p={p:.3g})")
-    if not lines:
-        return _not_run("paired per-item results for INSA and EXPA / c-SEMA on the same items")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+    return evidence.verdict("paired per-item results for INSA and EXPA / c-SEMA on the same "
+                            "items")
+
+
+def _adversarial_vs_cooperative(evidence: _Evidence, stage: Stage, key: str, what: str) -> None:
+    adv, coop = (_unit(evidence.results, stage, f"cold|HR_{w}@5") for w in ("cold", "coop"))
+    if adv is None or coop is None:
+        return
+    p = evidence.p_value(adv, coop)
+    evidence.add(key, adv.mean() > coop.mean() and evidence.significant(p),
+                 adv.mean() - coop.mean(),
+                 f"{key}: {what} HR@5 {_fmt(adv.mean())} vs cooperative {_fmt(coop.mean())} "
+                 f"(p={p:.3g})")
 
 
 def attacks_promote(results: StudyResults) -> Verdict:
     stages = _largest_eps(_promotion(results, ("insa", "expa", "csema")))
     if not stages:
         return _not_run("promotion evaluations")
-    lines, held, numbers, test = [], True, {}, ""
+    evidence = _Evidence(results)
     for stage in stages:
-        adv, coop = (_unit(results, stage, f"cold|HR_{w}@5") for w in ("cold", "coop"))
-        if adv is None or coop is None:
-            continue
-        p, test = _paired(results, adv, coop)
-        ok = adv.mean() > coop.mean() and p < _alpha(results)
-        held &= ok
         key = f"{stage.labels['recommender']} / {stage.labels['attack']}"
-        numbers[key] = float(adv.mean() - coop.mean())
-        lines.append(f"{key}: HR@5 adversarial {_fmt(adv.mean())} vs cooperative "
-                     f"{_fmt(coop.mean())} (p={p:.3g})")
-    if not lines:
-        return _not_run("per-item promotion results")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+        _adversarial_vs_cooperative(evidence, stage, key, "adversarial")
+    return evidence.verdict("per-item promotion results")
 
 
 def transforms_do_not_remove_insa(results: StudyResults) -> Verdict:
-    lines, held, numbers, test = [], True, {}, ""
+    evidence = _Evidence(results)
     for stage in results.stages("evaluation", "promotion"):
         if results.attack_kind(stage.labels["attack"]) != "insa":
             continue
@@ -151,20 +181,10 @@ def transforms_do_not_remove_insa(results: StudyResults) -> Verdict:
             continue
         if (kind == "jpeg" and strength <= 10) or (kind == "bit-depth" and strength <= 2):
             continue  # levels that destroy the image content (000 sec 5.4)
-        adv, coop = (_unit(results, stage, f"cold|HR_{w}@5") for w in ("cold", "coop"))
-        if adv is None or coop is None:
-            continue
-        p, test = _paired(results, adv, coop)
-        still = adv.mean() > coop.mean() and p < _alpha(results)
-        held &= still
         key = f"{stage.labels['recommender']} / {stage.labels['attack']} eps " \
               f"{stage.labels.get('eps')} / {stage.labels['defense']}"
-        numbers[key] = float(adv.mean() - coop.mean())
-        lines.append(f"{key}: defended INSA HR@5 {_fmt(adv.mean())} vs cooperative "
-                     f"{_fmt(coop.mean())} (p={p:.3g})")
-    if not lines:
-        return _not_run("INSA evaluations behind JPEG or bit-depth reduction")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+        _adversarial_vs_cooperative(evidence, stage, key, "defended INSA")
+    return evidence.verdict("INSA evaluations behind JPEG or bit-depth reduction")
 
 
 # -- 001: TAaMR -----------------------------------------------------------------------------------
@@ -187,27 +207,22 @@ def at_does_not_stop_push(results: StudyResults) -> Verdict:
     pairs = [(c, a) for c, a in _category_pairs(results) if results.robust(a.labels["extractor"])]
     if not pairs:
         return _not_run("category attacks on adversarially trained extractors")
+    evidence = _Evidence(results)
     by_model: dict[tuple, list[tuple[float, float, float]]] = {}
-    test = ""
     for clean, attacked in pairs:
         before = _unit(results, clean, f"users|CHR@{k}")
         after = _unit(results, attacked, f"users|CHR@{k}")
         if before is None or after is None or len(before) != len(after):
             continue
-        p, test = _paired(results, after, before)
         key = (attacked.labels["recommender"], attacked.labels["extractor"])
-        by_model.setdefault(key, []).append((after.mean(), before.mean(), p))
-    if not by_model:
-        return _not_run("paired CHR results")
-    lines, held, numbers = [], True, {}
+        by_model.setdefault(key, []).append((after.mean(), before.mean(),
+                                             evidence.p_value(after, before)))
     for (rec, ext), values in by_model.items():
         after, before, p = max(values, key=lambda v: v[0] - v[1])
-        pushed = after > before and p < _alpha(results)
-        held &= pushed
-        numbers[f"{rec}/{ext}"] = float(after - before)
-        lines.append(f"{rec} on {ext} ({results.training(ext)}): strongest attack CHR@{k} "
+        evidence.add(f"{rec}/{ext}", after > before and evidence.significant(p), after - before,
+                     f"{rec} on {ext} ({results.training(ext)}): strongest attack CHR@{k} "
                      f"{_fmt(after)} vs {_fmt(before)} without attack (p={p:.3g})")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+    return evidence.verdict("paired CHR results")
 
 
 def _success(results: StudyResults, robust: bool | None) -> pd.DataFrame:
@@ -242,19 +257,17 @@ def at_lowers_success(results: StudyResults) -> Verdict:
     if not len(standard) or not len(robust):
         return _not_run("attack success rates on both standard and adversarially trained "
                         "extractors")
-    lines, held, numbers = [], True, {}
+    evidence = _Evidence(results, "comparison of means")
     for (attack, eps), group in robust.groupby(["attack", "eps"]):
         base = standard[(standard["attack"] == attack) & (standard["eps"] == eps)]
         if not len(base):
             continue
-        ok = group["value"].mean() < base["value"].mean()
-        held &= ok
-        numbers[f"{attack} eps {eps:g}"] = float(base["value"].mean() - group["value"].mean())
-        lines.append(f"{attack} eps {eps:g}: {_fmt(group['value'].mean())} robust vs "
-                     f"{_fmt(base['value'].mean())} standard")
-    if not lines:
-        return _not_run("the same attack on both kinds of extractor")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), "comparison of means", numbers)
+        robust_rate, standard_rate = group["value"].mean(), base["value"].mean()
+        evidence.add(f"{attack} eps {eps:g}", robust_rate < standard_rate,
+                     standard_rate - robust_rate,
+                     f"{attack} eps {eps:g}: {_fmt(robust_rate)} robust vs "
+                     f"{_fmt(standard_rate)} standard")
+    return evidence.verdict("the same attack on both kinds of extractor")
 
 
 # -- 002: Yin et al. ------------------------------------------------------------------------------
@@ -287,7 +300,7 @@ def attacks_collapse_hr(results: StudyResults) -> Verdict:
     stages = _untargeted(results)
     if not stages:
         return _not_run("untargeted attacks through a recommender")
-    lines, held, numbers, test = [], True, {}, ""
+    evidence = _Evidence(results)
     for stage in stages:
         clean = _ranking_stage(results, stage.labels["recommender"], CLEAN, CLEAN,
                                stage.labels["seed"])
@@ -296,17 +309,14 @@ def attacks_collapse_hr(results: StudyResults) -> Verdict:
         after, before = (_ranking_units(results, s, "HR@10") for s in (stage, clean))
         if after is None or before is None:
             continue
-        p, test = _paired(results, after, before)
-        ok = after.mean() < 0.5 * before.mean() and p < _alpha(results)
-        held &= ok
+        p = evidence.p_value(after, before)
         key = f"{stage.labels['recommender']} / {stage.labels['attack']} eps " \
               f"{stage.labels.get('eps')}"
-        numbers[key] = float(after.mean() / before.mean()) if before.mean() else float("nan")
-        lines.append(f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean "
+        evidence.add(key, after.mean() < 0.5 * before.mean() and evidence.significant(p),
+                     after.mean() / before.mean() if before.mean() else float("nan"),
+                     f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean "
                      f"(p={p:.3g})")
-    if not lines:
-        return _not_run("clean and attacked evaluations of the same recommender")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+    return evidence.verdict("clean and attacked evaluations of the same recommender")
 
 
 def _reconstruction(results: StudyResults, label: str) -> bool:
@@ -316,7 +326,7 @@ def _reconstruction(results: StudyResults, label: str) -> bool:
 def reconstruction_restores(results: StudyResults) -> Verdict:
     """002's claim, against 002's (non-adaptive) attacker; the adaptive one is
     :func:`defenses_robust`'s."""
-    lines, held, numbers, test = [], True, {}, ""
+    evidence = _Evidence(results)
     for stage in results.stages("evaluation", "ranking"):
         attack = str(stage.labels["attack"])
         if not _reconstruction(results, stage.labels["defense"]) or \
@@ -332,41 +342,36 @@ def reconstruction_restores(results: StudyResults) -> Verdict:
                                   for s in (stage, attacked, clean))
         if restored is None or broken is None or base is None:
             continue
-        p, test = _paired(results, restored, broken)
-        ok = restored.mean() > broken.mean() and p < _alpha(results) and \
+        p = evidence.p_value(restored, broken)
+        ok = restored.mean() > broken.mean() and evidence.significant(p) and \
             restored.mean() >= 0.8 * base.mean()
-        held &= ok
         key = f"{labels['recommender']} / {labels['attack']} / {labels['defense']}"
-        numbers[key] = float(restored.mean())
-        lines.append(f"{key}: HR@10 {_fmt(restored.mean())} reconstructed vs "
+        evidence.add(key, ok, restored.mean(),
+                     f"{key}: HR@10 {_fmt(restored.mean())} reconstructed vs "
                      f"{_fmt(broken.mean())} attacked and {_fmt(base.mean())} clean "
                      f"(p={p:.3g})")
-    if not lines:
-        return _not_run("FGSM evaluations behind the reconstruction defense")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+    return evidence.verdict("FGSM evaluations behind the reconstruction defense")
 
 
 def reconstruction_harmless(results: StudyResults) -> Verdict:
-    lines, held, numbers, test = [], True, {}, ""
+    evidence = _Evidence(results)
     for stage in results.stages("evaluation", "ranking", attack=CLEAN):
         if not _reconstruction(results, stage.labels["defense"]):
             continue
-        clean = _ranking_stage(results, stage.labels["recommender"], CLEAN, CLEAN,
-                               stage.labels["seed"])
+        recommender = stage.labels["recommender"]
+        clean = _ranking_stage(results, recommender, CLEAN, CLEAN, stage.labels["seed"])
         if clean is None:
             continue
         after, before = (_ranking_units(results, s, "HR@10") for s in (stage, clean))
         if after is None or before is None:
             continue
-        p, test = _paired(results, after, before)
-        ok = after.mean() >= 0.95 * before.mean() or p >= _alpha(results)
-        held &= ok
-        numbers[stage.labels["recommender"]] = float(after.mean() - before.mean())
-        lines.append(f"{stage.labels['recommender']}: HR@10 {_fmt(after.mean())} reconstructed "
-                     f"vs {_fmt(before.mean())} clean (p={p:.3g})")
-    if not lines:
-        return _not_run("clean evaluations behind the reconstruction defense")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), test, numbers)
+        p = evidence.p_value(after, before)
+        evidence.add(recommender,
+                     after.mean() >= 0.95 * before.mean() or not evidence.significant(p),
+                     after.mean() - before.mean(),
+                     f"{recommender}: HR@10 {_fmt(after.mean())} reconstructed vs "
+                     f"{_fmt(before.mean())} clean (p={p:.3g})")
+    return evidence.verdict("clean evaluations behind the reconstruction defense")
 
 
 def detector_accurate(results: StudyResults) -> Verdict:
@@ -455,18 +460,16 @@ def protocols_agree(results: StudyResults) -> Verdict:
     from scipy.stats import kendalltau
 
     full = means["full"] if "full" in means else means.iloc[:, 0]
-    lines, held, numbers = [], True, {}
+    evidence = _Evidence(results, "Kendall tau of the orders")
     for protocol in means.columns:
         if protocol == full.name:
             continue
         tau = kendalltau(full, means[protocol]).statistic
-        same = list(full.sort_values().index) == list(means[protocol].sort_values().index)
-        held &= same
-        numbers[f"tau {protocol}"] = float(tau)
-        lines.append(f"{protocol}: order {' < '.join(means[protocol].sort_values().index)} vs "
-                     f"full {' < '.join(full.sort_values().index)} (Kendall tau {tau:.2f})")
-    return Verdict(HELD if held else NOT_HELD, "; ".join(lines), "Kendall tau of the orders",
-                   numbers)
+        order = list(means[protocol].sort_values().index)
+        evidence.add(f"tau {protocol}", order == list(full.sort_values().index), tau,
+                     f"{protocol}: order {' < '.join(order)} vs full "
+                     f"{' < '.join(full.sort_values().index)} (Kendall tau {tau:.2f})")
+    return evidence.verdict("second protocol")
 
 
 CLAIMS: list[Claim] = [
