@@ -59,6 +59,14 @@ def test_console_script_prints_no_traceback():
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
 
 
+def test_version_answers_without_loading_the_layers():
+    probe = ("import sys; from varsec.cli import main; status = main(['--version']); "
+             "print(status, 'torch' in sys.modules, 'varsec.vision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.splitlines() == [f"varsec {__version__}", "0 False False"]
+
+
 def test_debug_shows_the_traceback():
     result = subprocess.run(
         [sys.executable, "-m", "varsec.cli", "--debug", "data", "info", "/no/such/place"],

@@ -15,7 +15,7 @@ import typer
 from varsec import __version__
 from varsec.errors import VarsecError
 
-app = typer.Typer(
+_app = typer.Typer(
     name="varsec",
     help="Train, attack and defend visually-aware recommenders, and report what each defense buys.",
     no_args_is_help=True,
@@ -33,7 +33,7 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
@@ -49,10 +49,16 @@ def _root(
     _state["debug"] = debug
 
 
-def _register_layers() -> None:
+_registered = [False]
+
+
+def _register_layers() -> typer.Typer:
+    """The root app with every layer's commands (importing them loads torch, so only on use)."""
+    if _registered[0]:
+        return _app
     from varsec.data import commands as data_commands
 
-    app.add_typer(data_commands.app, name="data")
+    _app.add_typer(data_commands.app, name="data")
     layers = (
         "varsec.vision.commands",
         "varsec.attacks.commands",
@@ -66,10 +72,15 @@ def _register_layers() -> None:
             if exc.name != module_name:
                 raise
             continue
-        module.register(app)
+        module.register(_app)
+    _registered[0] = True
+    return _app
 
 
-_register_layers()
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        return _register_layers()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -79,10 +90,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:  # answered without loading the layers (and torch)
+        typer.echo(f"varsec {__version__}")
+        return 0
     debug = "--debug" in args
     warnings.showwarning = _show_warning
     try:
-        status = app(args=args, prog_name="varsec", standalone_mode=False)
+        status = _register_layers()(args=args, prog_name="varsec", standalone_mode=False)
     except VarsecError as exc:
         if debug:
             raise
