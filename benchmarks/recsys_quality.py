@@ -24,6 +24,12 @@ widths ``--dvbpr-widths``) end to end from the pixels.
 Usage: python benchmarks/recsys_quality.py [--profile default] [--seed 0] [--threads 1]
        [--features cnn+pixels|cnn|pixels] [--extractor-checkpoint PATH] [--skip-dvbpr]
        [--out results.json]
+       python benchmarks/recsys_quality.py --combine seed0.json seed1.json ...
+
+``--combine`` reads the ``--out`` reports of runs on different seeds (independent simulated
+worlds) and sums up target 1 over them: each seed's HR@10 difference and Wilcoxon p, and the
+one-sided p-values (VBPR better) combined with Stouffer's method
+(:func:`scipy.stats.combine_pvalues`).
 """
 
 from __future__ import annotations
@@ -145,6 +151,31 @@ def fit(name: str, model, dataset, **kwargs):
     return model, seconds
 
 
+def one_sided_p(mean_diff: float, two_sided_p: float) -> float:
+    """One-sided p-value for "VBPR better" from a symmetric two-sided test's p and its sign."""
+    return two_sided_p / 2.0 if mean_diff > 0 else 1.0 - two_sided_p / 2.0
+
+
+def combine(paths: list[str]) -> dict[str, object]:
+    """Target 1 over several seeds' reports: per-seed rows and Stouffer's combined p."""
+    import scipy.stats
+
+    rows = []
+    for path in paths:
+        with open(path) as handle:
+            report = json.load(handle)
+        target = report["targets"]["vbpr_beats_bpr_mf"]
+        rows.append({"seed": report["seed"], "profile": report["profile"],
+                     "bpr_mf_hr@10": report["models"]["BPR-MF"]["test_hr@10"],
+                     "vbpr_hr@10": report["models"]["VBPR"]["test_hr@10"],
+                     "mean_diff": target["mean_diff"], "wilcoxon_p": target["wilcoxon_p"],
+                     "one_sided_p": one_sided_p(target["mean_diff"], target["wilcoxon_p"])})
+    stouffer = scipy.stats.combine_pvalues([row["one_sided_p"] for row in rows],
+                                           method="stouffer")
+    return {"seeds": rows, "vbpr_ahead_on": sum(row["mean_diff"] > 0 for row in rows),
+            "stouffer_one_sided_p": float(stouffer.pvalue)}
+
+
 def main() -> None:
     from varsec.metrics.stats import paired_test
     from varsec.recsys import AMR, BPRMF, DVBPR, VBPR
@@ -162,7 +193,12 @@ def main() -> None:
     parser.add_argument("--extractor-epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--combine", nargs="+", metavar="REPORT", default=None,
+                        help="sum up saved reports of several seeds instead of training")
     args = parser.parse_args()
+    if args.combine:
+        print(json.dumps(combine(args.combine), indent=2))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
 
