@@ -10,7 +10,7 @@ PIP_TORCH := "torch>=2.4,<=2.14.1" "torchvision>=0.19,<=0.29.1"
 
 help:
 	@echo "make demo   - create .venv, install varsec, get Fashion-MNIST, run the main job"
-	@echo "make test   - create .venv, install with the dev extra, run the test suite"
+	@echo "make test   - create .venv, install with the dev extra, get Fashion-MNIST, run the test suite"
 	@echo "make lint   - ruff over src, tests and benchmarks"
 	@echo "make bench  - run the benchmark scripts (slow)"
 
@@ -44,7 +44,8 @@ demo: $(VENV)/.installed data
 	$(BIN)/varsec data info fashion-mnist
 	$(BIN)/varsec demo --out $(DEMO_OUT) $(DEMO_FLAGS)
 
-test: $(VENV)/.installed-dev
+# The suite reads the real Fashion-MNIST files, so it gets them exactly as `make demo` does.
+test: $(VENV)/.installed-dev data
 	@$(BIN)/python -m pytest -q -m "not benchmark"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests were collected"; fi; exit $$rc
 
