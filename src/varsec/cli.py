@@ -2,13 +2,20 @@
 ``commands`` module so the layers stay independent.
 
 Every :class:`~varsec.errors.VarsecError` is printed as ``error: <message>`` with exit status 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. An interrupt (Ctrl-C, SIGINT or SIGTERM) ends every
+command with one final ``error: interrupted...`` line and exit status 130; ``run`` and ``demo``
+say where their finished stages are kept.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
@@ -87,6 +94,112 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     typer.echo(f"warning: {message}", err=True)
 
 
+INTERRUPTED = 130  # 128 + SIGINT, the shell's status for a command ended by Ctrl-C
+# Commands that resume where an interrupted run stopped: what the final line tells the user.
+_RESUMABLE = {
+    "run": "finished stages are kept in {out}, run the same command again to resume",
+    "demo": "finished stages are kept in {out}, run the same command again to resume",
+    "attack": "finished chunks are kept in {out}, run the same command with --resume to "
+              "continue",
+}
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so cleanups run and a final line is printed.
+
+    A signal the parent process ignores (a shell's background job ignores SIGINT) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interrupt_line(args: list[str]) -> str:
+    """The final line of an interrupted command; resumable ones name their output directory."""
+    try:
+        name, params = _command_params(args)
+        hint = _RESUMABLE.get(name)
+        out = params.get("out") or (_default_study_out(params) if name == "run" else None)
+    except Exception:  # the hint is a courtesy: nothing may hide the interrupt itself
+        hint = None
+    if hint is None or out is None:
+        return "error: interrupted."
+    return f"error: interrupted; {hint.format(out=out)}."
+
+
+def _command_params(args: list[str]) -> tuple[str, dict[str, object]]:
+    """The name and parsed parameters of the (sub)command ``args`` invoke (no callbacks run)."""
+    command = typer.main.get_command(_register_layers())
+    ctx = command.make_context("varsec", list(args), resilient_parsing=True)
+    name = ""
+    while hasattr(command, "resolve_command"):  # a group: descend into its subcommand
+        rest = [*ctx._protected_args, *ctx.args]
+        if not rest:
+            break
+        name, sub, rest = command.resolve_command(ctx, rest)
+        if sub is None:
+            break
+        command = sub
+        ctx = command.make_context(name, rest, parent=ctx, resilient_parsing=True)
+    return name, ctx.params
+
+
+def _default_study_out(params: dict[str, object]) -> Path | None:
+    """``varsec run``'s output directory when --out is not given: runs/<study name>."""
+    from varsec.study.commands import find_study
+    from varsec.study.runner import default_out, resolve_config
+
+    study = params.get("study")
+    return default_out(resolve_config(find_study(str(study)))) if study else None
+
+
+# `varsec run` options that take a value (so the study argument can be found without the layers).
+_RUN_VALUE_OPTIONS = {"--out", "--force", "--executor", "--address", "--profile"}
+
+
+def _study_argument(args: list[str]) -> str | None:
+    """The study file or name a ``varsec run`` command line names, else None."""
+    words = [a for a in args if a != "--debug"]
+    if not words or words[0] != "run":
+        return None
+    rest = iter(words[1:])
+    for word in rest:
+        if word in _RUN_VALUE_OPTIONS:
+            next(rest, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _precheck_study_file(args: list[str]) -> None:
+    """Read a ``varsec run`` study file with the bounded YAML loader before torch is imported.
+
+    A hostile or broken file is then refused in milliseconds and a few MB, not after the
+    layers (and torch, about 700 MB) have loaded.
+    """
+    study = _study_argument(args)
+    if study is None:
+        return
+    from varsec.study.commands import find_study
+    from varsec.study.yamlfile import load_yaml
+
+    load_yaml(find_study(study))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -96,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     warnings.showwarning = _show_warning
     try:
-        status = _register_layers()(args=args, prog_name="varsec", standalone_mode=False)
+        with _signals_as_interrupts():
+            _precheck_study_file(args)
+            status = _register_layers()(args=args, prog_name="varsec", standalone_mode=False)
     except VarsecError as exc:
         if debug:
             raise
@@ -106,13 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except typer.Abort:
         typer.echo("error: aborted.", err=True)
-        return 130
+        return INTERRUPTED
     except KeyboardInterrupt:
-        typer.echo("error: interrupted.", err=True)
-        return 130
+        typer.echo(_interrupt_line(args), err=True)
+        return INTERRUPTED
     except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own message
         exc.show()
         return 2
+    if status == INTERRUPTED:
+        # Typer turns a KeyboardInterrupt inside a command into a silent Exit(130); no varsec
+        # command returns 130 itself, so this is an interrupt that still needs its final line.
+        typer.echo(_interrupt_line(args), err=True)
     return status if isinstance(status, int) else 0
 
 

@@ -163,6 +163,7 @@ def tiny_stages():
 
 TINY_STUDY = """
 study: tiny
+threads: 1  # as tests/conftest.py: the tests that rerun a stage's code get the same sums
 extractors:
   cnn: {epochs: 1}
 recommenders:
@@ -198,6 +199,7 @@ TINY_RECON = ("width: 4, blocks: 1, heads: 1, max_tokens: 49, recon_epochs: 1, m
               "detection_eps: [16, 32]")
 TINY_DEFENSE_STUDY = """
 study: tiny-defense
+threads: 1  # as tests/conftest.py: the tests that rerun a stage's code get the same sums
 extractors:
   cnn: {epochs: 1}
 recommenders:

@@ -87,9 +87,10 @@ def test_a_good_study_loads_with_eps_lists_and_single_names():
      "s.yaml:4: extractors.cnn.epochs: input should be a valid integer, unable to parse string "
      "as an integer (got 'two')."),
     (GOOD.replace("[8, 32]", "[8, 300]"),
-     "s.yaml:14: attacks.insa.eps[1]: must lie in (0, 255] 8-bit levels (8 means 8/255), "
-     "got 300."),
-    (GOOD.replace("[8, 32]", "[0]"), "attacks.insa.eps[0]: must lie in (0, 255]"),
+     "s.yaml:14: attacks.insa.eps[1]: must lie in [1, 255] 8-bit levels (8 means 8/255; "
+     "rounding to uint8 undoes a budget below one level), got 300."),
+    (GOOD.replace("[8, 32]", "[0]"), "attacks.insa.eps[0]: must lie in [1, 255]"),
+    (GOOD.replace("[8, 32]", "[8, 0.5]"), "s.yaml:14: attacks.insa.eps[1]: must lie in [1, 255]"),
     (GOOD.replace("extractor: cnn}\n  amr", "extractor: cnx}\n  amr"),
      "recommenders.vbpr.extractor: 'cnx' is not an extractor of this study (known: cnn, "
      "catalog)."),
@@ -121,7 +122,7 @@ def test_a_good_study_loads_with_eps_lists_and_single_names():
      "s.yaml:22: defenses.r.params.random_resize_pad: must be true, false or a resize ratio in "
      "(0, 1], got 2."),
     (RECON + "defenses:\n  r: {kind: reconstruction, params: {detection_eps: [16, 300]}}\n",
-     "defenses.r.params.detection_eps: must be a list of eps in (0, 255] 8-bit levels"),
+     "defenses.r.params.detection_eps: must be a list of eps in [1, 255] 8-bit levels"),
     (RECON + "defenses:\n  r: {kind: reconstruction, params: {recon_epochs: 0, mix_epochs: 0}}\n",
      "defenses.r.params: the reconstruction network needs at least one epoch"),
     (RECON + "defenses:\n  r: {kind: reconstruction, attacks: [f, p]}\n",

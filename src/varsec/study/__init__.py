@@ -9,18 +9,28 @@ Stage implementations are registered per kind with :func:`register_stage`; the b
 live in :mod:`varsec.study.builtin`.
 """
 
-from varsec.study.plan import Plan, plan_study
-from varsec.study.results import COLUMNS, read_results
-from varsec.study.runner import DryRun, RunResult, dry_run, run_study
-from varsec.study.schema import StudyConfig, load_study, load_study_text, schema_yaml
-from varsec.study.stages import (
-    Stage,
-    StageContext,
-    StageOutput,
-    StageUnavailableError,
-    override_stage,
-    register_stage,
-)
+import importlib
+from typing import Any
+
+# Public names and the submodule that defines each; imported on first use, so that reading a
+# study file (varsec.study.yamlfile) does not pull in pandas, pydantic and the stage graph.
+_EXPORTS = {
+    "Plan": "plan", "plan_study": "plan",
+    "COLUMNS": "results", "read_results": "results",
+    "DryRun": "runner", "RunResult": "runner", "dry_run": "runner", "run_study": "runner",
+    "StudyConfig": "schema", "load_study": "schema", "load_study_text": "schema",
+    "schema_yaml": "schema",
+    "Stage": "stages", "StageContext": "stages", "StageOutput": "stages",
+    "StageUnavailableError": "stages", "override_stage": "stages", "register_stage": "stages",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"varsec.study.{module}"), name)
+
 
 __all__ = [
     "COLUMNS",

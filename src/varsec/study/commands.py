@@ -55,11 +55,14 @@ def run(
                                        "--executor ray); none starts a local Ray instance."),
     profile: str | None = typer.Option(None, "--profile", help="Override dataset.profile: "
                                        "quick, default or paper."),
+    verify: bool = typer.Option(False, "--verify", help="Hash every cached file before reuse "
+                                "(by default only files whose size or mtime changed)."),
 ) -> None:
     """Run a study: every stage not already in OUT/cache, then the results table and report.
 
     Killed or interrupted, run it again: finished stages are reused and the results are the
-    same as an uninterrupted run's.
+    same as an uninterrupted run's. A cached file changed since its stage wrote it is found
+    (by size and mtime, or by its sha256 with --verify) and its stage computed again.
 
     Example: varsec run studies/demo.yaml --out runs/demo --dry-run
     """
@@ -69,12 +72,21 @@ def run(
     path = find_study(study)
     if executor is not None and executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, got {executor!r}.")
+    _check_out(out)
     if dry_run:
-        typer.echo(plan_only(path, out, force=force, profile=profile).render())
+        typer.echo(plan_only(path, out, force=force, profile=profile, verify=verify).render())
         return
     result = run_study(path, out, force=force, executor=executor, address=address,
-                       profile=profile)
+                       profile=profile, verify=verify)
     _summary(result)
+
+
+def _check_out(out: Path | None) -> None:
+    """Before any stage: --out must be a directory that can be written (never a file)."""
+    if out is not None:
+        from varsec.io import check_output_dir
+
+        check_output_dir(out, None, in_place=True)
 
 
 def _summary(result) -> None:
@@ -108,6 +120,7 @@ def demo(
     """
     from varsec.study.runner import run_study
 
+    _check_out(out)
     result = run_study(find_study("demo"), out, profile="quick" if quick else "default",
                        executor=executor)
     _summary(result)

@@ -3,15 +3,18 @@
 :func:`execute_stage` is what every executor runs (in-process for ``local``, as a Ray task for
 ``ray``): it builds the stage's inputs from the cache, seeds every random generator from the
 stage's seed, calls the registered implementation with a fresh work directory, writes the rows,
-``info.json``, ``stage.json`` and finally ``DONE``, and renames the directory into the cache.
+``info.json``, ``stage.json`` and finally ``DONE`` (the size, mtime and sha256 of every file
+written), and renames the directory into the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from varsec.errors import VarsecError
-from varsec.study.cache import DONE, INFO, META, ROWS, StageCache
+from varsec.study.cache import INFO, META, ROWS, StageCache, write_done
 from varsec.study.results import rows_frame
+from varsec.study.schema import StudyConfig
 from varsec.study.stages import (
     Stage,
     StageContext,
@@ -66,6 +70,33 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def stage_threads(stage: Stage, study: Any) -> int:
+    """The CPU thread count a stage runs on: its config's (it keys the cache), else the study's."""
+    threads = stage.config.get("threads", getattr(study, "threads", None))
+    return int(threads) if threads else StudyConfig.model_fields["threads"].default
+
+
+@contextlib.contextmanager
+def thread_limits(threads: int) -> Iterator[None]:
+    """Run torch's intra-op pool and the BLAS libraries (OpenBLAS behind numpy) on ``threads``
+    threads, then restore the caller's settings.
+
+    Reductions split their work by thread count, not by the cores that run the threads, so a
+    fixed count gives the same numbers on one core and on many. Inter-op threads are left
+    alone: eager CPU ops do not use them (and torch allows setting them only once).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def execute_stage(stage: Stage, out: str | Path, study: Any, stages: dict[str, Stage],
                   device: str = "cpu", log: Any = None,
                   impl: StageImpl | None = None) -> StageStatus:
@@ -85,7 +116,7 @@ def execute_stage(stage: Stage, out: str | Path, study: Any, stages: dict[str, S
     started = time.perf_counter()
     inputs = {role: cache.output(stages[key], stages) for role, key in stage.inputs.items()}
     try:
-        with cache.writing(stage) as workdir:
+        with thread_limits(stage_threads(stage, study)), cache.writing(stage) as workdir:
             ctx = StageContext(stage=stage, workdir=workdir, study=study, device=device,
                                log=log or (lambda message: None))
             seed_everything(int(stage.config.get("seed", 0)))
@@ -101,7 +132,7 @@ def execute_stage(stage: Stage, out: str | Path, study: Any, stages: dict[str, S
                     "rows": len(frame)}
             (workdir / META).write_text(json.dumps(meta, indent=2, sort_keys=True,
                                                    default=str) + "\n")
-            (workdir / DONE).write_text("")
+            write_done(workdir)  # last: the sha256 of every file above
     except StageUnavailableError as exc:
         return StageStatus("not-run", str(exc))
     except VarsecError:
@@ -112,4 +143,5 @@ def execute_stage(stage: Stage, out: str | Path, study: Any, stages: dict[str, S
     return StageStatus("done", seconds=time.perf_counter() - started)
 
 
-__all__ = ["DONE_STATES", "StageFailedError", "StageStatus", "execute_stage", "seed_everything"]
+__all__ = ["DONE_STATES", "StageFailedError", "StageStatus", "execute_stage", "seed_everything",
+           "stage_threads", "thread_limits"]

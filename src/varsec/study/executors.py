@@ -6,6 +6,10 @@
   write into the same cache directory (on a cluster it must be a shared file system) and the
   driver assembles the same results table a local run gives.
 
+Every stage runs on the study's ``threads`` (torch and BLAS) in either executor, so both give
+byte-identical numbers on any core count. A Ray task reserves ``threads`` CPUs (at most the
+cluster's) unless ``executor.resources`` sets the kind's ``num_cpus``.
+
 Both skip stages whose inputs did not run (a layer not available yet) and stop at the first
 stage that fails.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from varsec.errors import ConfigError, VarsecError
-from varsec.study.execute import StageStatus, execute_stage
+from varsec.study.execute import StageStatus, execute_stage, stage_threads
 from varsec.study.plan import Plan
 from varsec.study.stages import Stage, StageImpl, stage_impl
 
@@ -71,10 +75,8 @@ class LocalExecutor:
 
 
 def _ray_task(stage: Stage, out: str, study: Any, stages: dict[str, Stage], device: str,
-              impl: StageImpl | None, threads: int) -> StageStatus:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+              impl: StageImpl | None) -> StageStatus:
+    # execute_stage sets the study's thread count, as it does in the local executor.
     return execute_stage(stage, out, study, stages, device, None, impl)
 
 
@@ -128,10 +130,9 @@ class RayExecutor:
         resources = stage.resources or {"num_cpus": 1.0, "num_gpus": 0.0}
         ancestors = _ancestors(stage, plan)
         return task.options(
-            num_cpus=resources.get("num_cpus", 1.0), num_gpus=resources.get("num_gpus", 0.0),
+            num_cpus=_num_cpus(ray, stage, job.study), num_gpus=resources.get("num_gpus", 0.0),
             max_retries=0,
-        ).remote(stage, str(job.out), job.study, ancestors, job.device, impl,
-                 int(resources.get("num_cpus", 1.0)))
+        ).remote(stage, str(job.out), job.study, ancestors, job.device, impl)
 
     def _run(self, ray: Any, plan: Plan, job: Job) -> dict[str, StageStatus]:
         task = ray.remote(_ray_task)
@@ -173,6 +174,16 @@ class RayExecutor:
         if len(still) < len(waiting):
             return self._schedule(ray, task, plan, job, still, pending, statuses)
         return still
+
+
+def _num_cpus(ray: Any, stage: Stage, study: Any) -> float:
+    """The CPUs a stage's task reserves: ``executor.resources.<kind>.num_cpus`` when the study
+    sets it, else its thread count, capped at the cluster's CPUs so that it can be scheduled."""
+    configured = getattr(getattr(study, "executor", None), "resources", {}) or {}
+    if stage.kind in configured:
+        return float(stage.resources.get("num_cpus", 1.0))
+    threads = float(stage_threads(stage, study))
+    return min(threads, float(ray.cluster_resources().get("CPU", threads)))
 
 
 def _result(ray: Any, ref: Any) -> StageStatus:

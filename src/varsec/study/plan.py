@@ -85,6 +85,8 @@ class _Planner:
     def add(self, kind: str, name: str, config: dict[str, Any], inputs: dict[str, Stage],
             labels: dict[str, Any]) -> Stage:
         input_keys = {role: stage.key for role, stage in inputs.items()}
+        # The thread count changes the order of sums, hence the numbers: it keys every stage.
+        config = {**config, "threads": self.config.threads}
         key = stage_key(kind, config, input_keys)
         if key in self.seen:
             return self.seen[key]

@@ -1,11 +1,11 @@
 """The study runner: plan, compute what is missing, assemble the results table, write the report.
 
 ``run_study("studies/demo.yaml", out="runs/demo")`` expands the study into stages
-(:mod:`varsec.study.plan`), skips every stage whose output is already in ``OUT/cache``, runs
-the rest on the chosen executor, and writes ``results.csv`` / ``results.parquet``,
-``config.resolved.yaml``, ``status.json`` and the report. Killed at any moment and run again,
-it computes only the missing stages and writes exactly the rows an uninterrupted run writes
-(rows come from the cache, in plan order).
+(:mod:`varsec.study.plan`), skips every stage whose output is already in ``OUT/cache`` and
+passes :meth:`StageCache.verify`, runs the rest on the chosen executor, and writes
+``results.csv`` / ``results.parquet``, ``config.resolved.yaml``, ``status.json`` and the report.
+Killed at any moment and run again, it computes only the missing stages and writes exactly the
+rows an uninterrupted run writes (rows come from the cache, in plan order).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from varsec.errors import ConfigError
+from varsec.errors import ConfigError, VarsecWarning
 from varsec.io import atomic_path, write_json_atomic
 from varsec.study.cache import RunLock, StageCache
 from varsec.study.execute import StageStatus
@@ -120,18 +121,54 @@ def forced_keys(plan: Plan, force: Iterable[str]) -> set[str]:
     return plan.downstream(s.key for s in plan if s.kind in kinds)
 
 
+def cache_check(plan: Plan, cache: StageCache, forced: set[str], *,
+                full: bool = False) -> tuple[set[str], dict[str, str]]:
+    """(the stages to compute, {key: problem} of the finished stages that fail verification).
+
+    A stage is computed when it is forced, not finished, or fails :meth:`StageCache.verify`;
+    the stages downstream of a forced or failed one are computed too (they may have used what
+    is now replaced). ``full`` hashes every cached file instead of trusting unchanged stats.
+    """
+    replaced: set[str] = set()
+    missing: set[str] = set()
+    broken: dict[str, str] = {}
+    for stage in plan:  # plan order is topological: inputs come first
+        if stage.key in forced or any(k in replaced for k in stage.inputs.values()):
+            replaced.add(stage.key)
+        elif not cache.is_done(stage):
+            missing.add(stage.key)
+        elif problem := cache.verify(stage, full=full):
+            broken[stage.key] = problem
+            replaced.add(stage.key)
+    return replaced | missing, broken
+
+
+def _warn_broken(plan: Plan, broken: dict[str, str]) -> None:
+    """One warning line per cached stage that failed verification."""
+    for key, problem in broken.items():
+        users = len(plan.downstream([key])) - 1
+        also = f" and the {users} stage{'s' if users > 1 else ''} downstream of it" if users else ""
+        warnings.warn(VarsecWarning(f"{problem}; recomputing '{plan.by_key[key].name}'{also}."),
+                      stacklevel=3)
+
+
 def dry_run(study: str | Path | StudyConfig, out: str | Path | None = None, *,
-            force: Iterable[str] = (), profile: str | None = None) -> DryRun:
-    """List the stages with cached / to do / not available status and a work estimate."""
+            force: Iterable[str] = (), profile: str | None = None,
+            verify: bool = False) -> DryRun:
+    """List the stages with cached / to do / not available status and a work estimate.
+
+    A cached stage whose files fail verification (``verify``: hash them all) is "to do", with
+    the problem as its reason."""
     config = resolve_config(study, profile)
     out = Path(out) if out is not None else default_out(config)
     plan = plan_study(config)
     cache = StageCache(out)
     forced = forced_keys(plan, force)
+    todo, broken = cache_check(plan, cache, forced, full=verify)
     result = DryRun(config, out)
     unavailable: dict[str, str] = {}
     for stage in plan:
-        if stage.key not in forced and cache.is_done(stage):
+        if stage.key not in todo:
             result.entries.append(DryRunEntry(stage, "cached", 0.0))
             continue
         reason = _unavailable(stage, unavailable)
@@ -139,7 +176,8 @@ def dry_run(study: str | Path | StudyConfig, out: str | Path | None = None, *,
             unavailable[stage.key] = reason
             result.entries.append(DryRunEntry(stage, "not available", 0.0, reason))
         else:
-            result.entries.append(DryRunEntry(stage, "to do", estimate(stage, config)))
+            result.entries.append(DryRunEntry(stage, "to do", estimate(stage, config),
+                                              broken.get(stage.key, "")))
     return result
 
 
@@ -173,7 +211,13 @@ def estimate(stage: Stage, config: StudyConfig) -> float:
 
 
 def default_out(config: StudyConfig) -> Path:
-    """``runs/<study name>``."""
+    """``runs/<study name>``; a name that is not a plain name (a config built without
+    :func:`~varsec.study.schema.check_references`) could point anywhere, so it is refused."""
+    from varsec.study.schema import NAME_RE, NAME_RULE
+
+    if not NAME_RE.match(config.study):
+        raise ConfigError(f"study name {config.study!r} cannot name an output directory under "
+                          f"runs/: it must {NAME_RULE} (or give --out).")
     return Path("runs") / config.study
 
 
@@ -208,8 +252,14 @@ def run_study(
     profile: str | None = None,
     report: bool | None = None,
     log: Log | None = _stderr,
+    verify: bool = False,
 ) -> RunResult:
-    """Run a study (see the module docstring); returns the statuses, the table and the report."""
+    """Run a study (see the module docstring); returns the statuses, the table and the report.
+
+    Every cached stage is verified before reuse (files whose size or mtime changed are hashed;
+    ``verify`` hashes them all); one that fails is recomputed, with everything downstream of
+    it, after one warning naming the file.
+    """
     started = time.perf_counter()
     config = resolve_config(study, profile)
     out = Path(out) if out is not None else default_out(config)
@@ -224,7 +274,8 @@ def run_study(
         cache.clean_stale()
         with atomic_path(out / "config.resolved.yaml") as tmp:
             tmp.write_text(resolved_yaml(config), encoding="utf-8")
-        todo = {s.key for s in plan if s.key in forced or not cache.is_done(s)}
+        todo, broken = cache_check(plan, cache, forced, full=verify)
+        _warn_broken(plan, broken)
         say(f"study {config.study}: {len(plan)} stages, {len(plan) - len(todo)} cached, "
             f"{len(todo)} to run ({runner.name} executor); output {out}")
         job = Job(out=out, study=config, todo=todo, device=config.device,
@@ -287,6 +338,7 @@ def read_status(out: str | Path) -> list[dict[str, Any]]:
 __all__ = [
     "DryRun",
     "RunResult",
+    "cache_check",
     "collect_results",
     "default_out",
     "dry_run",

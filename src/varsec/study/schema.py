@@ -8,7 +8,7 @@ file, the line and the YAML path of the offending key, before any computation st
     study.yaml:31: attacks.insa.recommender: 'vbpr2' is not a recommender of this study
     (known: vbpr, amr).
 
-Epsilons are in 8-bit levels everywhere (``eps: 8`` means 8/255; 0 < eps <= 255).
+Epsilons are in 8-bit levels everywhere (``eps: 8`` means 8/255; 1 <= eps <= 255).
 """
 
 from __future__ import annotations
@@ -54,20 +54,41 @@ DEFAULT_STRENGTHS: dict[str, list[float]] = {
     "resize-pad": [0.95, 0.9, 0.8],  # resize ratio (Yin: 212 / 224)
 }
 METRICS = ("HR", "NDCG", "Recall", "MRR", "AUC")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# A name the user chooses; it also names files and folders of the run, so no separator, no dot,
+# no trailing newline (\Z, not $) and short enough for a file name that joins several.
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
+NAME_RULE = ("start with a letter and hold only letters, digits, '-' and '_' "
+             "(64 characters at most)")
 # Recommender kinds of the schema -> names in varsec.recsys.RECOMMENDERS.
 RECSYS_NAMES = {"bpr-mf": "bpr-mf", "vbpr": "vbpr", "amr": "amr", "dvbpr": "dvbpr",
                 "alexrank": "alexrank", "knn": "visual-knn"}
 # The value of a recommender's ``extractor`` that means "the catalog's own features".
 CATALOG_FEATURES = "catalog"
+# Sections keyed by a name the user chooses; each name also names files and folders of the run.
+NAMED_SECTIONS = ("extractors", "recommenders", "attacks", "defenses")
+
+
+class Lines(typing.Protocol):
+    """Line numbers by YAML path (a dict, or :class:`~varsec.study.yamlfile.LineMap`)."""
+
+    def get(self, path: PathKey, default: Any = None) -> Any:
+        """The 1-based line of ``path``, or ``default``."""
 
 
 # -- field types ----------------------------------------------------------------------------------
 def _check_eps(value: float) -> float:
-    if not (math.isfinite(value) and 0 < value <= 255):
+    # The bounds of varsec.vision.perturbation.check_eps (not imported here: it pulls in torch).
+    if not (math.isfinite(value) and 1 <= value <= 255):
         raise ValueError(
-            f"must lie in (0, 255] 8-bit levels (8 means 8/255), got {value:g}"
+            f"must lie in [1, 255] 8-bit levels (8 means 8/255; rounding to uint8 undoes a "
+            f"budget below one level), got {value:g}"
         )
+    return float(value)
+
+
+def _check_step(value: float) -> float:
+    if not (math.isfinite(value) and 0 < value <= 255):
+        raise ValueError(f"a step size must lie in (0, 255] 8-bit levels, got {value:g}")
     return float(value)
 
 
@@ -79,6 +100,7 @@ def _as_list(value: Any) -> Any:
 
 
 Eps = Annotated[float, AfterValidator(_check_eps)]
+StepSize = Annotated[float, AfterValidator(_check_step)]
 NameList = Annotated[list[str], BeforeValidator(_as_list)]
 EpsList = Annotated[list[Eps], BeforeValidator(_as_list)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -178,7 +200,7 @@ class AttackSection(Section):
     eps: EpsList = Field(default_factory=lambda: [8.0], description="L-inf budgets in 8-bit "
                          "levels, one run each (csema ignores it)")
     steps: int = Field(10, ge=0, description="iterations (PGD-k, C&W, INSA epochs, ...)")
-    alpha: Eps | None = Field(None, description="step size in 8-bit levels "
+    alpha: StepSize | None = Field(None, description="step size in 8-bit levels "
                               "(default 2.5 * eps / steps)")
     recommender: NameList = Field(default_factory=list, description="recommender(s) attacked "
                                   "through (insa, expa, csema, bpr-untargeted, objective bpr)")
@@ -300,7 +322,8 @@ class ExecutorSection(Section):
                                  "(default: all)")
     resources: dict[Literal["data", "extractor", "recommender", "attack", "defense",
                             "evaluation"], StageResources] = Field(
-        default_factory=dict, description="ray: CPUs / GPUs per stage kind")
+        default_factory=dict, description="ray: CPUs / GPUs per stage kind (a kind not "
+        "listed reserves the study's threads CPUs, at most the cluster's)")
 
 
 class ReportSection(Section):
@@ -335,6 +358,10 @@ class StudyConfig(Section):
         default_factory=lambda: [0], description="every model and attack is run once per seed")
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N "
                         "(no stage requires a GPU)")
+    threads: int = Field(2, ge=1, strict=True, description="CPU threads of torch and BLAS in "
+                         "every stage, on either executor; it keys the cache, since sums in "
+                         "another order give other numbers (same study, seed and threads -> "
+                         "the same numbers on any core count)")
     executor: ExecutorSection = Field(default_factory=ExecutorSection,
                                       description="local or Ray execution")
     report: ReportSection = Field(default_factory=ReportSection, description="report contents")
@@ -349,7 +376,7 @@ class LoadedStudy(typing.NamedTuple):
 
     config: StudyConfig
     source: str
-    lines: dict[PathKey, int]
+    lines: Lines
 
 
 def load_study(
@@ -372,12 +399,12 @@ def study_from_data(
     data: Any,
     *,
     source: str = "<dict>",
-    lines: dict[PathKey, int] | None = None,
+    lines: Lines | None = None,
     profile: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> StudyConfig:
     """Validate plain data (a YAML mapping) into a :class:`StudyConfig`; see the module doc."""
-    lines = dict(lines or {})
+    lines = {} if lines is None else lines
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a study must be a YAML mapping, got {type(data).__name__}.")
     data = copy.deepcopy(data)
@@ -387,7 +414,8 @@ def study_from_data(
         data.setdefault("dataset", {})
         if isinstance(data["dataset"], dict):
             data["dataset"]["profile"] = profile
-    data = _apply_profile_overrides(data, lines, source)
+    _check_override_names(data, lines, source)
+    data, lines = _apply_profile_overrides(data, lines, source)
     if overrides:
         data = _deep_merge(data, overrides)
     try:
@@ -402,13 +430,48 @@ def study_from_data(
     return config
 
 
-def _apply_profile_overrides(data: dict, lines: dict[PathKey, int], source: str) -> dict:
+class _OverriddenLines:
+    """Lines of the merged config: a key that ``overrides.<profile>`` sets points at the
+    override, every other key at the base config."""
+
+    def __init__(self, lines: Lines, profile: str) -> None:
+        self.lines, self.prefix = lines, ("overrides", profile)
+
+    def get(self, path: PathKey, default: Any = None) -> Any:
+        """The line of ``path`` in the merged config."""
+        line = self.lines.get((*self.prefix, *path)) if path else None
+        return line if line is not None else self.lines.get(path, default)
+
+
+def _check_override_names(data: dict, lines: Lines, source: str) -> None:
+    """An override may only change a model the base config defines: a new name under a named
+    section (usually a typo) would silently add a model."""
+    section = data.get("overrides")
+    if not isinstance(section, dict):
+        return
+    for profile, patch in section.items():
+        if not isinstance(patch, dict):
+            continue
+        for name in NAMED_SECTIONS:
+            if not isinstance(patch.get(name), dict):
+                continue
+            base = data.get(name) if isinstance(data.get(name), dict) else {}
+            for entry in patch[name]:
+                if entry not in base:
+                    where = ("overrides", profile, name, entry)
+                    raise ConfigError(
+                        f"{_locate(source, lines, where)}{format_path(where)}: an override can "
+                        f"only change one of the study's {name} (known: {_known(map(str, base))}); "
+                        f"define {entry!r} under {name} first.")
+
+
+def _apply_profile_overrides(data: dict, lines: Lines, source: str) -> tuple[dict, Lines]:
     """Merge ``overrides[<profile>]`` into the config (line numbers follow the merged keys)."""
     section = data.get("overrides") or {}
     dataset = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
     profile = dataset.get("profile", DatasetSection.model_fields["profile"].default)
-    if not isinstance(section, dict) or profile not in section:
-        return data
+    if not isinstance(section, dict) or not isinstance(profile, str) or profile not in section:
+        return data, lines
     patch = section[profile]
     if not isinstance(patch, dict):
         where = ("overrides", profile)
@@ -416,10 +479,7 @@ def _apply_profile_overrides(data: dict, lines: dict[PathKey, int], source: str)
                           "mapping of keys to override.")
     if "overrides" in patch:
         raise ConfigError(f"{source}: overrides.{profile} cannot itself hold overrides.")
-    for key, line in list(lines.items()):
-        if key[:2] == ("overrides", profile) and len(key) > 2:
-            lines[key[2:]] = line
-    return _deep_merge(data, patch)
+    return _deep_merge(data, patch), _OverriddenLines(lines, profile)
 
 
 def _deep_merge(base: dict, patch: dict) -> dict:
@@ -432,7 +492,7 @@ def _deep_merge(base: dict, patch: dict) -> dict:
     return merged
 
 
-def _locate(source: str, lines: dict[PathKey, int], path: PathKey) -> str:
+def _locate(source: str, lines: Lines, path: PathKey) -> str:
     """``file:line: `` of the deepest known ancestor of ``path``."""
     for end in range(len(path), -1, -1):
         line = lines.get(tuple(path[:end]))
@@ -442,7 +502,7 @@ def _locate(source: str, lines: dict[PathKey, int], path: PathKey) -> str:
 
 
 # -- pydantic errors -> one ConfigError -----------------------------------------------------------
-def _config_error(exc: ValidationError, source: str, lines: dict[PathKey, int]) -> ConfigError:
+def _config_error(exc: ValidationError, source: str, lines: Lines) -> ConfigError:
     errors = exc.errors(include_url=False)
     first = errors[0]
     loc = tuple(first["loc"])
@@ -520,11 +580,13 @@ def _known(names: typing.Iterable[str]) -> str:
 def check_references(config: StudyConfig) -> list[Problem]:
     """Every reference between sections and every kind-specific requirement, as problems."""
     problems: list[Problem] = []
-    for section in ("extractors", "recommenders", "attacks", "defenses"):
+    if not NAME_RE.match(config.study):
+        problems.append((("study",), f"the study name {config.study!r} names its output "
+                         f"directory (runs/<study>): it must {NAME_RULE}."))
+    for section in NAMED_SECTIONS:
         for name in getattr(config, section):
             if not NAME_RE.match(str(name)):
-                problems.append(((section, name), f"name {name!r} must start with a letter and "
-                                 "hold only letters, digits, '-' and '_'."))
+                problems.append(((section, name), f"name {name!r} must {NAME_RULE}."))
     if len(set(config.seeds)) != len(config.seeds) or not config.seeds:
         problems.append((("seeds",), "seeds must be a non-empty list of distinct integers."))
     if not re.match(r"^(cpu|cuda(:\d+)?|mps)$", config.device):
@@ -540,6 +602,53 @@ def check_references(config: StudyConfig) -> list[Problem]:
     names = [p.name for p in config.evaluation.protocols]
     if len(set(names)) != len(names):
         problems.append((("evaluation", "protocols"), "protocols must be distinct."))
+    return problems + _check_evaluation_lists(config) + _check_profile_sizes(config)
+
+
+_EVALUATION_LISTS = {"metrics": f"metric ({', '.join(METRICS)})", "ks": "cut-off N",
+                     "protocols": "protocol (full or sampled)", "rank_min": "rank_min"}
+
+
+def _check_evaluation_lists(config: StudyConfig) -> list[Problem]:
+    """An empty list would evaluate nothing: a run of 0 result rows that looks like success."""
+    return [(("evaluation", key), f"give at least one {what}; an empty list evaluates nothing.")
+            for key, what in _EVALUATION_LISTS.items() if not getattr(config.evaluation, key)]
+
+
+def _simulation_profile(config: StudyConfig) -> Any:
+    """The simulation profile the data stage will use when the source is a named catalog (its
+    warm-item count is then known before any data is loaded), else None."""
+    if config.dataset.source != "fashion-mnist":
+        return None
+    try:
+        from varsec.data.simulate import PROFILES as SIMULATION_PROFILES
+    except ImportError:  # the data layer is not installed
+        return None
+    return SIMULATION_PROFILES.get(config.dataset.profile)
+
+
+def _check_profile_sizes(config: StudyConfig) -> list[Problem]:
+    """Sampled negatives and two-stage candidates are unseen warm items of each user; every
+    simulated user has seen at least ``min_interactions`` of the profile's warm items, so more
+    than ``n_warm_items - min_interactions`` of them can never be drawn. (Sources with their own
+    interactions are checked when their data is loaded.)"""
+    sim = _simulation_profile(config)
+    if sim is None:
+        return []
+    limit = sim.n_warm_items - sim.min_interactions
+    facts = (f"the {sim.name} profile simulates {sim.n_warm_items:,} warm items and every user "
+             f"has seen at least {sim.min_interactions} of them, so at most {limit:,} are unseen")
+    problems: list[Problem] = []
+    for i, protocol in enumerate(config.evaluation.protocols):
+        if protocol.kind == "sampled" and protocol.negatives > limit:
+            problems.append((("evaluation", "protocols", i, "negatives"),
+                             f"{protocol.negatives:,} sampled negatives per user cannot be "
+                             f"drawn: {facts}."))
+    for name, rec in config.recommenders.items():
+        if rec.kind == "two-stage" and rec.k > limit:
+            problems.append((("recommenders", name, "k"), f"a two-stage candidate set of "
+                             f"k={rec.k:,} unseen warm items per user cannot be filled: "
+                             f"{facts}."))
     return problems
 
 
@@ -923,8 +1032,8 @@ def _option_problem(key: str, value: Any) -> str | None:
     if key == "detection_eps":
         values = _as_list(value)
         if not values or not all(isinstance(v, int | float) and not isinstance(v, bool)
-                                 and math.isfinite(v) and 0 < v <= 255 for v in values):
-            return f"must be a list of eps in (0, 255] 8-bit levels, got {value!r}."
+                                 and math.isfinite(v) and 1 <= v <= 255 for v in values):
+            return f"must be a list of eps in [1, 255] 8-bit levels, got {value!r}."
     return None
 
 

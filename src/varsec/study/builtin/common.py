@@ -24,7 +24,7 @@ def load_dataset(output: StageOutput) -> Dataset:
     """The dataset a data stage saved (memoised per process: stages share it)."""
     path = str(output.file("dataset"))
     if path not in _DATASETS:
-        _DATASETS[path] = Dataset.load(path, verify=False)
+        _DATASETS[path] = Dataset.load(path, verify=True)
         while len(_DATASETS) > _MEMO_SIZE:
             _DATASETS.popitem(last=False)
     return _DATASETS[path]

@@ -70,7 +70,8 @@ def _run_section(results: StudyResults, seconds: float) -> Section:
     section.add("p", f"{len(results.plan)} stages: {counts.get('done', 0)} computed, "
                 f"{counts.get('cached', 0)} from the cache, {counts.get('not-run', 0)} not run; "
                 f"{len(results.table)} result rows; executor {config.executor.kind}, device "
-                f"{config.device}, seeds {', '.join(map(str, config.seeds))}, profile "
+                f"{config.device}, {config.threads} thread(s) per stage, seeds "
+                f"{', '.join(map(str, config.seeds))}, profile "
                 f"{config.dataset.profile}, varsec {varsec.__version__}, {seconds:.0f}s.")
     reasons: Counter[str] = Counter()
     for stage, reason in results.not_run():
