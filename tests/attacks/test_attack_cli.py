@@ -99,6 +99,34 @@ def test_resume_skips_items_already_done(files, simulated):
         run_job(AttackJob.build(None, {**job, "resume": True, "eps": 4.0}))
 
 
+@pytest.mark.parametrize("damage", ["flipped byte", "other png", "deleted"])
+def test_resume_attacks_again_an_item_whose_png_changed(files, simulated, tmp_path, damage):
+    from varsec.errors import VarsecWarning
+
+    out = tmp_path / "resume"
+    job = dict(dataset=str(files / "data"), out=str(out), attack="fgsm", objective="classifier",
+               checkpoint=str(files / "cnn.pt"), items=_ids(simulated, 3), chunk=2)
+    run_job(AttackJob.build(None, job))
+    pngs = sorted((out / "images" / "cnn").iterdir())
+    original = pngs[1].read_bytes()
+    if damage == "flipped byte":
+        pngs[1].write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    elif damage == "other png":
+        pngs[1].write_bytes(pngs[0].read_bytes())  # a valid PNG, but not this item's
+    else:
+        pngs[1].unlink()
+    with pytest.warns(VarsecWarning) as caught:
+        again = run_job(AttackJob.build(None, {**job, "resume": True}))
+    messages = [str(w.message) for w in caught if issubclass(w.category, VarsecWarning)]
+    assert len(messages) == 1 and str(pngs[1]) in messages[0], messages
+    assert ("is missing" if damage == "deleted" else "does not match its sha256") in messages[0]
+    assert (again["attacked"], again["skipped"]) == (1, 2)
+    assert pngs[1].read_bytes() == original  # FGSM is deterministic: the same image again
+    frame = pd.read_csv(out / "measures.csv", dtype={"item_id": str})
+    assert not frame.duplicated(["item_id", "metric"]).any()
+    assert frame.groupby("metric")["item_id"].nunique().eq(3).all()
+
+
 def test_config_file_insa_and_csema(files, simulated, tmp_path):
     config = tmp_path / "insa.yaml"
     config.write_text(
@@ -120,7 +148,7 @@ def test_config_file_insa_and_csema(files, simulated, tmp_path):
 def test_bad_settings_are_one_sentence_errors(files, tmp_path, simulated):
     base = {"dataset": str(files / "data"), "out": str(tmp_path / "x"),
             "checkpoint": str(files / "cnn.pt"), "items": _ids(simulated, 1)}
-    with pytest.raises(ConfigError, match=r"eps must lie in \(0, 255\].*got 300"):
+    with pytest.raises(ConfigError, match=r"eps must lie in \[1, 255\].*got 300"):
         AttackJob.build(None, {**base, "eps": 300.0})
     with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 0"):
         AttackJob.build(None, {**base, "steps": 0})

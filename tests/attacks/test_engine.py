@@ -163,7 +163,7 @@ def test_bad_engine_inputs(small_cnn, fmnist_batch):
         run_attack(small_cnn, images, FGSMStep(8))
     with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
         run_attack(ClassifierObjective(small_cnn, labels), images, FGSMStep(8), batch_size=0)
-    with pytest.raises(ConfigError, match=r"eps must lie in \(0, 255\].*got 300"):
+    with pytest.raises(ConfigError, match=r"eps must lie in \[1, 255\].*got 300"):
         PGDStep(300)
     with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 0"):
         PGDStep(8, steps=0)

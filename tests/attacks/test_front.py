@@ -72,7 +72,7 @@ def test_bad_front_inputs(easy_classifier, fmnist_batch):
     images, labels = fmnist_batch
     with pytest.raises(ConfigError, match="model must be callable"):
         PGD(object())
-    with pytest.raises(ConfigError, match=r"eps must lie in \(0, 255\]"):
+    with pytest.raises(ConfigError, match=r"eps must lie in \[1, 255\]"):
         FGSM(easy_classifier, eps=0)
     with pytest.raises(ConfigError, match=r"target must be class indices in \[0, 9\]"):
         PGD(easy_classifier).targeted(12).run(images, labels)

@@ -22,9 +22,9 @@ from varsec.attacks.quantize import (
 from varsec.errors import ConfigError, DataError, VarsecWarning
 
 
-@pytest.mark.parametrize("eps", [0, -3, 255.01, 1000, math.nan, math.inf])
-def test_eps_outside_0_255_is_a_config_error_naming_the_value(eps):
-    with pytest.raises(ConfigError, match=r"^eps must lie in \(0, 255\] 8-bit levels") as info:
+@pytest.mark.parametrize("eps", [0, 0.5, -3, 255.01, 1000, math.nan, math.inf])
+def test_eps_outside_1_255_is_a_config_error_naming_the_value(eps):
+    with pytest.raises(ConfigError, match=r"^eps must lie in \[1, 255\] 8-bit levels") as info:
         check_eps(eps)
     if math.isfinite(eps):
         assert str(eps) in str(info.value)
@@ -39,8 +39,10 @@ def test_eps_must_be_a_number(eps):
 def test_eps_bounds_and_l2_budgets():
     assert check_eps(255) == 255.0 and check_eps(7.65) == 7.65
     assert check_eps(1000, norm="l2") == 1000.0
-    with pytest.raises(ConfigError, match="must be positive, got 0"):
+    with pytest.raises(ConfigError, match="must be at least 1 .*got 0"):
         check_eps(0, norm="l2")
+    with pytest.raises(ConfigError, match="must be at least 1 .*got 0.5"):
+        check_eps(0.5, norm="l2")
     with pytest.raises(ConfigError, match="norm must be one of linf, l2, got 'l1'"):
         check_eps(8, norm="l1")
 

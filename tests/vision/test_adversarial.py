@@ -13,9 +13,9 @@ from varsec.vision import check_eps, create_backbone, eval_mode, pgd_linf, quant
 from varsec.vision.adversarial import default_alpha, project
 
 
-@pytest.mark.parametrize("eps", [0, -1, 255.5, 300, math.nan, math.inf])
-def test_eps_outside_0_255_is_a_config_error(eps):
-    with pytest.raises(ConfigError, match=r"eps must .*\(0, 255\]"):
+@pytest.mark.parametrize("eps", [0, 0.5, 0.99, -1, 255.5, 300, math.nan, math.inf])
+def test_eps_outside_1_255_is_a_config_error(eps):
+    with pytest.raises(ConfigError, match=r"eps must .*\[1, 255\]"):
         check_eps(eps)
 
 

@@ -24,7 +24,7 @@ def test_eps_list_parsing_and_validation():
     assert parse_eps_list("2, 4,8") == [2.0, 4.0, 8.0]
     with pytest.raises(ConfigError, match="'x' is not a number"):
         parse_eps_list("2,x")
-    with pytest.raises(ConfigError, match=r"eps must lie in \(0, 255\]"):
+    with pytest.raises(ConfigError, match=r"eps must lie in \[1, 255\]"):
         parse_eps_list("0,8")
     with pytest.raises(ConfigError, match=r"got 300"):
         parse_eps_list("300")

@@ -20,8 +20,8 @@ from varsec.vision.training.free_at import FreeAdversarialTraining
     [
         ("replays", 0, "replays must be an integer >= 1 \\(free-at's replays m"),
         ("steps", 0, "steps must be an integer >= 1 \\(the PGD steps; curriculum-at's top K"),
-        ("eps", 0, r"eps must lie in \(0, 255\]"),
-        ("eps", 256, r"eps must lie in \(0, 255\] 8-bit levels .*got 256"),
+        ("eps", 0, r"eps must lie in \[1, 255\]"),
+        ("eps", 256, r"eps must lie in \[1, 255\] 8-bit levels .*got 256"),
         ("alpha", -1, r"alpha must lie in \(0, 255\]"),
         ("mode", "fgsm-at", "mode must be one of standard, pgd-at, free-at, curriculum-at"),
         ("epochs", 0, "epochs must be an integer >= 1"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import pandas as pd
 import torch
 import typer
 
-from varsec.errors import ConfigError, DataError
+from varsec.errors import ConfigError, DataError, VarsecWarning
 
 ATTACKS = ("fgsm", "pgd", "pgd-l2", "adam", "cw-l2", "cw-linf", "csema")
 OBJECTIVES = ("classifier", "feature", "insa", "bpr")
@@ -452,19 +453,40 @@ def _model_entry(manifest: dict[str, Any], spec: ModelSpec, out: Path) -> dict[s
     return entry
 
 
-def _done_items(entry: dict[str, Any], out: Path) -> set[str]:
-    return {item for item, record in entry["items"].items() if (out / record["png"]).is_file()}
+def _done_items(entry: dict[str, Any], out: Path, model: str) -> set[str]:
+    """The items of a model whose PNG is still the one written (same sha256); any other is
+    attacked again, after a warning naming its file."""
+    from varsec.io import sha256_file
+
+    done = set()
+    for item, record in entry["items"].items():
+        png = out / record["png"]
+        if not png.is_file():
+            problem = "is missing"
+        elif sha256_file(png) != record.get("sha256"):
+            problem = f"does not match its sha256 in {_manifest_path(out)}"
+        else:
+            done.add(item)
+            continue
+        warnings.warn(VarsecWarning(f"{png} {problem}; attacking item {item!r} of model "
+                                    f"{model!r} again."), stacklevel=2)
+    return done
 
 
-def _read_rows(out: Path, manifest: dict[str, Any]) -> pd.DataFrame:
+def _verified_items(out: Path, manifest: dict[str, Any]) -> dict[str, set[str]]:
+    """Per model of a resumed run, the items done whose PNG is intact."""
+    return {model: _done_items(entry, out, model) for model, entry in manifest["models"].items()}
+
+
+def _read_rows(out: Path, manifest: dict[str, Any],
+               verified: dict[str, set[str]]) -> pd.DataFrame:
     """The measures of the items already done (per model) in a resumed run."""
     path = out / "measures.csv"
     if not path.is_file():
         return pd.DataFrame(columns=RESULT_COLUMNS)
     frame = pd.read_csv(path, dtype={"model": str, "item_id": str, "note": str},
                         keep_default_na=False, na_values=[""])
-    done = {(model, item) for model, entry in manifest["models"].items()
-            for item in _done_items(entry, out)}
+    done = {(model, item) for model, items in verified.items() for item in items}
     keep = [pair in done for pair in zip(frame["model"], frame["item_id"], strict=True)]
     return frame[np.asarray(keep, dtype=bool)] if len(frame) else frame
 
@@ -531,11 +553,12 @@ def run_job(job: AttackJob) -> dict[str, Any]:
     manifest = _start_manifest(job, source, out)
     ids = catalog.item_ids.astype(str)
     rule = None if job.attack == "csema" else build_rule(job)
-    rows = _read_rows(out, manifest)
+    verified = _verified_items(out, manifest)
+    rows = _read_rows(out, manifest, verified)
     summary: dict[str, dict[str, Any]] = {}
     for spec in specs:
         entry = _model_entry(manifest, spec, out)
-        done = _done_items(entry, out)
+        done = verified.get(spec.name, set())
         pending = np.asarray([p for p in range(len(items)) if ids[items[p]] not in done],
                              dtype=int)
         measured = build_objective(job, source, items, spec) if len(pending) else None
@@ -666,6 +689,7 @@ def attack(
         "device": device, "resume": resume or None,
     }
     job = AttackJob.build(config, overrides)
+    _check_out(Path(job.out))
     summary = run_job(job)
     models = summary["models"]
     if len(models) > 1:
@@ -676,6 +700,15 @@ def attack(
                f"({summary['skipped']} already done"
                f"{f', {len(models)} models' if len(models) > 1 else ''})"
                f"{_rate_text(summary['success_rate'])}.")
+
+
+def _check_out(out: Path) -> None:
+    """Before any work: --out must be a new, empty or earlier attack directory (a file, or a
+    directory of anything else, is refused: a run writes into it)."""
+    from varsec.io import check_output_dir
+
+    check_output_dir(out, "attack", in_place=True,
+                     remedy="an attack writes its files into --out, so choose another one")
 
 
 def _rate_text(rate: float) -> str:

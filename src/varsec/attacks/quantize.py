@@ -35,21 +35,25 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(float(value))
 
 
-def check_eps(eps: Any, *, norm: str = "linf", name: str = "eps") -> float:
+def check_eps(eps: Any, *, norm: str = "linf", name: str = "eps", step: bool = False) -> float:
     """Validate a budget in 8-bit levels and return it as a float.
 
-    L-inf: ``0 < eps <= 255`` (``eps=8`` means 8/255), checked by
-    :func:`varsec.vision.perturbation.check_eps` (which also logs a warning for an ``eps``
-    below one level). L2: ``eps > 0``, the L2 norm of the perturbation measured in 8-bit levels
-    (``||δ||_2 <= eps / 255`` on [0, 1] pixels).
+    L-inf: ``1 <= eps <= 255`` (``eps=8`` means 8/255), checked by
+    :func:`varsec.vision.perturbation.check_eps`; ``step=True`` (a step size) allows
+    ``(0, 255]``. L2: ``eps >= 1``, the L2 norm of the perturbation measured in 8-bit levels
+    (``||δ||_2 <= eps / 255`` on [0, 1] pixels). Both have the same floor: any nonzero uint8
+    perturbation changes a pixel by at least one level, so a smaller budget rounds to no attack.
     """
     if check_norm(norm) == "linf":
-        return perturbation.check_eps(eps, name)
+        return perturbation.check_eps(eps, name, step=step)
     if isinstance(eps, bool) or not isinstance(eps, Real):
         raise ConfigError(f"{name} must be a number of 8-bit levels, got {eps!r}.")
     value = float(eps)
-    if not 0 < value < math.inf:
-        raise ConfigError(f"{name} (an L2 norm in 8-bit levels) must be positive, got {eps}.")
+    if not perturbation.MIN_EPS <= value < math.inf:
+        raise ConfigError(
+            f"{name} (an L2 norm in 8-bit levels) must be at least 1 (rounding to uint8 undoes "
+            f"a smaller perturbation), got {eps}."
+        )
     return value
 
 

@@ -7,7 +7,9 @@ content and a corrupted file is detected when it is loaded (DESIGN.md section 3)
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,10 +203,14 @@ class ItemCatalog:
         ]
         return sha256_bytes("|".join(parts).encode())
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the catalog to ``directory`` atomically and return the path."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the catalog to ``directory`` atomically and return the path.
+
+        An existing saved catalog there is replaced; any other non-empty directory is a
+        ConfigError unless ``overwrite`` (see :func:`varsec.io.check_output_dir`).
+        """
         directory = Path(directory)
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, kind="catalog", overwrite=overwrite) as tmp:
             _write_catalog_files(self, tmp)
             _write_manifest(tmp, kind="catalog", info=self._manifest_info())
         return directory
@@ -329,10 +335,13 @@ class Interactions:
         """The interactions where ``mask`` is true, keeping the user index space."""
         return Interactions(self.user[mask], self.item[mask], self.timestamp[mask], self.user_ids)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the log to ``directory`` atomically (parquet + manifest) and return the path."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the log to ``directory`` atomically (parquet + manifest) and return the path.
+
+        Replaces only a saved interaction log unless ``overwrite`` (as :meth:`ItemCatalog.save`).
+        """
         directory = Path(directory)
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, kind="interactions", overwrite=overwrite) as tmp:
             _write_interaction_files(self, tmp)
             _write_manifest(tmp, kind="interactions",
                             info={"users": self.n_users, "interactions": len(self)})
@@ -402,10 +411,13 @@ class Dataset:
         """Catalog indices that are not cold."""
         return np.setdiff1d(np.arange(len(self.catalog)), self.cold_items)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the dataset to ``directory`` atomically and return the path."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the dataset to ``directory`` atomically and return the path.
+
+        Replaces only a saved dataset unless ``overwrite`` (as :meth:`ItemCatalog.save`).
+        """
         directory = Path(directory)
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, kind="dataset", overwrite=overwrite) as tmp:
             _write_catalog_files(self.catalog, tmp)
             _write_interaction_files(self.interactions, tmp, split=self.split)
             _write_npy(tmp / "cold_items.npy", self.cold_items)
@@ -473,12 +485,25 @@ def _read_interaction_files(directory: Path) -> tuple[Interactions, np.ndarray |
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:
+    with _naming(path), open(path, "wb") as handle:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_parquet(path, index=False, compression="zstd")
+    with _naming(path):
+        frame.to_parquet(path, index=False, compression="zstd")
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Record ``path`` on an OSError that does not say which file failed (numpy's and
+    pyarrow's writes), so the error of a full disk names it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def _write_manifest(directory: Path, *, kind: str, info: dict[str, Any]) -> None:
@@ -505,10 +530,36 @@ def _read_manifest(directory: Path, *, expected_kind: tuple[str, ...], verify: b
             f"{path}: expected a varsec {' or '.join(expected_kind)} manifest, "
             f"found kind {manifest.get('kind')!r}."
         )
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise DataError(f"{path}: expected a 'files' table of sha256 digests.")
+    _check_listing(directory, path, files, manifest["kind"])
+    for name, digest in files.items():
         file = directory / name
         if not file.is_file():
             raise DataError(f"{file}: listed in the manifest but missing.")
         if verify and sha256_file(file) != digest:
             raise ChecksumError(f"{file}: sha256 does not match the manifest (file corrupted?).")
     return manifest
+
+
+# The files each kind of saved directory always has (images.npy, features.npy and oracle.npy
+# are optional: a features-only catalog has no images, a dataset no oracle unless simulated).
+_REQUIRED = {
+    "catalog": ("items.parquet",),
+    "interactions": ("interactions.parquet", "users.parquet"),
+    "dataset": ("items.parquet", "interactions.parquet", "users.parquet", "cold_items.npy"),
+}
+
+
+def _check_listing(directory: Path, path: Path, files: dict[str, Any], kind: str) -> None:
+    """Every regular file of ``directory`` but manifest.json must be listed (an unlisted file
+    could not be verified), and the files ``kind`` always has must be among them."""
+    for entry in sorted(directory.iterdir()):
+        if entry.name != "manifest.json" and entry.is_file() and entry.name not in files:
+            raise ChecksumError(f"{entry}: not listed in {path}, so its sha256 cannot be "
+                                "checked (remove the file, or save the data again).")
+    for name in _REQUIRED.get(kind, ()):
+        if name not in files:
+            raise ChecksumError(f"{path}: has no entry for {name}, which every saved {kind} "
+                                "has (save the data again).")

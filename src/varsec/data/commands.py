@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 
 _TRUST_HELP = "Allow loading a pickled DVBPR .npy (only for files from a trusted source)."
+_OUTSIDE_HELP = ("Allow a folder dataset's items.csv to name images outside its folder "
+                 "(absolute paths, '..', symlinks that leave it).")
 
 
 @app.command("info")
@@ -24,6 +26,7 @@ def info(
     reviews: Path | None = typer.Option(None, help="Reviews JSON(.gz) for a VBPR .b file."),
     features: Path | None = typer.Option(None, help="Features .b file for a Tradesy JSON."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help=_TRUST_HELP),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help=_OUTSIDE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Print counts, density, the category table, popularity Gini and image size.
@@ -33,7 +36,8 @@ def info(
     from varsec.data.sources import open_source
     from varsec.data.summary import summarize
 
-    data = open_source(source, trust_pickle=trust_pickle, reviews=reviews, features=features)
+    data = open_source(source, trust_pickle=trust_pickle, reviews=reviews, features=features,
+                       allow_outside=allow_outside)
     summary = summarize(data)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2, default=str))
@@ -69,8 +73,13 @@ def simulate(
     seed: int = typer.Option(0, help="Random seed (same seed, same machine: same data)."),
     source: str = typer.Option("fashion-mnist", help="The catalog whose items are simulated."),
     split_mode: str = typer.Option("latest", help="Leave-one-out mode: latest or random."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even when it is a "
+                               "non-empty directory that is not a saved varsec dataset."),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help=_OUTSIDE_HELP),
 ) -> None:
     """Simulate users' interactions with a catalog, split them, and save the dataset.
+
+    An earlier dataset in --out is replaced; any other non-empty directory needs --force.
 
     Example: varsec data simulate --profile default --seed 0 --out runs/sim
     """
@@ -78,14 +87,16 @@ def simulate(
     from varsec.data.sources import open_source
     from varsec.data.summary import summarize
     from varsec.errors import DataError
+    from varsec.io import check_output_dir
 
-    catalog = open_source(source)
+    check_output_dir(out, "dataset", overwrite=force)
+    catalog = open_source(source, allow_outside=allow_outside)
     if isinstance(catalog, Dataset):
         catalog = catalog.catalog
     if not catalog.has_pixels:
         raise DataError(f"{source}: the simulator needs item images, but this catalog has none.")
     dataset = simulate_and_split(catalog, profile, seed=seed, mode=split_mode)
-    dataset.save(out)
+    dataset.save(out, overwrite=force)
     typer.echo("\n".join(summarize(dataset).lines()))
     typer.echo(f"written to {out}")
 
@@ -96,6 +107,7 @@ def validate(
     reviews: Path | None = typer.Option(None, help="Reviews JSON(.gz) for a VBPR .b file."),
     features: Path | None = typer.Option(None, help="Features .b file for a Tradesy JSON."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help=_TRUST_HELP),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help=_OUTSIDE_HELP),
 ) -> None:
     """Check a data source completely: checksums, ids, references, split and cold items.
 
@@ -104,7 +116,8 @@ def validate(
     from varsec.data.sources import open_source
     from varsec.data.validate import validate_data
 
-    data = open_source(path, trust_pickle=trust_pickle, reviews=reviews, features=features)
+    data = open_source(path, trust_pickle=trust_pickle, reviews=reviews, features=features,
+                       allow_outside=allow_outside)
     for line in validate_data(data):
         typer.echo(line)
     typer.echo(f"{path}: valid")

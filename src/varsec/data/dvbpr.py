@@ -12,6 +12,7 @@ dataset's split (train 0, validation 1, test 2).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +23,9 @@ import pandas as pd
 
 from varsec.data.catalog import SPLIT_CODES, Dataset, Interactions, ItemCatalog
 from varsec.data.images import DEFAULT_MAX_PIXELS, load_image_stack
+from varsec.data.timestamps import timestamp_value
 from varsec.errors import DataError
+from varsec.io import not_a_file_message
 
 PARTS = ("train", "validation", "test")
 _TIME_KEYS = ("timestamp", "unixReviewTime", "time")
@@ -61,7 +64,7 @@ def npy_header(path: Path) -> tuple[np.dtype | None, tuple[int, ...] | None]:
 
 def _unpickle(path: Path, trust_pickle: bool) -> list[Any]:
     if not path.is_file():
-        raise DataError(f"{path}: no such file.")
+        raise DataError(not_a_file_message(path, "no such file"))
     dtype, shape = npy_header(path)
     if dtype is not None and not dtype.hasobject:
         raise DataError(
@@ -122,14 +125,19 @@ def _item_index(entry: Any, n_items: int, where: str) -> int:
     return int(value)
 
 
-def _timestamp(entry: Any) -> int | None:
+def _timestamp(entry: Any, where: str) -> int | None:
+    """The entry's timestamp; None when it has none (or a non-number: file order is used)."""
     for key in _TIME_KEYS:
         value = _get(entry, key)
         if value is not None:
             try:
-                return int(value)
-            except (TypeError, ValueError):
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
                 return None
+            if math.isnan(number):
+                return None
+            return timestamp_value(value if isinstance(value, int) else number,
+                                   f"{where} {key!r}")
     return None
 
 
@@ -142,7 +150,8 @@ def read_interactions(
     for name, part in zip(PARTS, parts, strict=False):
         where = f"{path} user_{name}"
         for user, entry in _user_entries(part, name, path):
-            rows.append((user, _item_index(entry, n_items, where), _timestamp(entry),
+            stamp = _timestamp(entry, f"{where} (user {user!r})")
+            rows.append((user, _item_index(entry, n_items, where), stamp,
                          SPLIT_CODES[name]))
     if not rows:
         raise DataError(f"{path}: the interactions table is empty.")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from varsec.data.catalog import ItemCatalog
 from varsec.errors import ChecksumError, DataError
-from varsec.io import atomic_path, sha256_bytes
+from varsec.io import atomic_path, not_a_file_message, sha256_bytes
 
 CATEGORY_NAMES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -138,7 +138,7 @@ def read_idx_gz(path: str | os.PathLike[str], digest: str | None = None) -> np.n
     """Read one gzipped IDX file, checking its content's sha256 when ``digest`` is given."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file.")
+        raise DataError(not_a_file_message(path, "no such file"))
     if digest is not None:
         payload = _verified_payload(path, path.name, digest)
     else:

@@ -21,7 +21,9 @@ import pandas as pd
 
 from varsec.data.catalog import Dataset, Interactions, ItemCatalog
 from varsec.data.images import DEFAULT_MAX_PIXELS, load_image_stack
+from varsec.data.timestamps import floor_timestamps
 from varsec.errors import DataError
+from varsec.io import describe_non_regular, not_a_file_message
 
 ITEMS_FILE = "items.csv"
 INTERACTIONS_FILE = "interactions.csv"
@@ -30,10 +32,9 @@ INTERACTIONS_FILE = "interactions.csv"
 def read_csv_table(path: Path, required: tuple[str, ...], *, what: str) -> pd.DataFrame:
     """Read a CSV as strings, checking that it exists and has the ``required`` columns."""
     if not path.is_file():
-        raise DataError(
-            f"{path}: no such file (a folder dataset needs {what} with columns "
-            f"{', '.join(required)})."
-        )
+        raise DataError(not_a_file_message(
+            path, f"no such file (a folder dataset needs {what} with columns "
+            f"{', '.join(required)})"))
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError as exc:
@@ -76,22 +77,40 @@ def _categories(items: pd.DataFrame) -> tuple[np.ndarray | None, list[str] | Non
     return codes, names
 
 
-def _image_paths(items: pd.DataFrame, root: Path, items_path: Path) -> list[Path]:
-    paths = [root / rel for rel in items["image"]]
-    for path, item_id in zip(paths, items["item_id"], strict=True):
-        if not path.is_file():
+def _image_paths(items: pd.DataFrame, root: Path, items_path: Path,
+                 allow_outside: bool) -> list[Path]:
+    """The items' image paths, each a regular file inside ``root`` (after resolving symlinks
+    and ``..``) unless ``allow_outside``; else a DataError naming the line, item and path."""
+    inside = os.path.realpath(root)
+    paths = []
+    for line, (rel, item_id) in enumerate(zip(items["image"], items["item_id"], strict=True), 2):
+        path = root / rel
+        real = os.path.realpath(path)
+        if not allow_outside and os.path.commonpath([inside, real]) != inside:
             raise DataError(
-                f"{items_path}: image {str(path)!r} of item {item_id!r} does not exist."
+                f"{items_path}: image {rel!r} of item {item_id!r} (line {line}) resolves to "
+                f"{real}, outside the dataset folder {inside} (pass allow_outside=True, CLI "
+                "--allow-outside, to load images from elsewhere)."
             )
+        if not path.is_file():
+            problem = describe_non_regular(path) or "does not exist"
+            raise DataError(
+                f"{items_path}: image {str(path)!r} of item {item_id!r} (line {line}) {problem}."
+            )
+        paths.append(path)
     return paths
 
 
 def parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
-    """Unix-second timestamps from numbers or ISO dates (mixed is fine); else a DataError."""
+    """Unix-second timestamps from numbers or ISO dates (mixed is fine); else a DataError.
+
+    Numbers are floored to whole seconds; one past the int64 range (``1e23``, ``inf``) is an
+    error naming its line rather than a silent wrap to a negative time.
+    """
     values = values.str.strip().reset_index(drop=True)
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all():
-        return np.floor(numbers.to_numpy(dtype=np.float64)).astype(np.int64)
+        return floor_timestamps(numbers.to_numpy(dtype=np.float64), path)
     dates = pd.to_datetime(values.where(numbers.isna()), utc=True, format="ISO8601",
                            errors="coerce")
     bad = (numbers.isna() & dates.isna()).to_numpy()
@@ -102,8 +121,9 @@ def parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
             f"{values.iloc[row]!r} on line {row + 2}."
         )
     seconds = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    merged = np.where(numbers.notna(), np.floor(numbers.fillna(0)), seconds.fillna(0))
-    return merged.astype(np.int64)
+    floored = floor_timestamps(numbers.fillna(0).to_numpy(dtype=np.float64), path)
+    return np.where(numbers.notna().to_numpy(), floored,
+                    seconds.fillna(0).to_numpy(dtype=np.int64)).astype(np.int64)
 
 
 def load_folder(
@@ -113,13 +133,15 @@ def load_folder(
     size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     resample: str = "bicubic",
+    allow_outside: bool = False,
 ) -> Dataset:
     """Load a folder dataset (items.csv, interactions.csv, image files) as a Dataset.
 
     ``mode`` ('L' or 'RGB') defaults to 'L' when every image is grayscale-like, else 'RGB';
     ``size`` (H, W) defaults to the most common image size. Converted images are counted in a
     :class:`~varsec.errors.VarsecWarning`. Without a timestamp column the file order is the
-    time. The dataset has no split and no cold items.
+    time. The dataset has no split and no cold items. Every image must lie inside the folder
+    (absolute paths, ``..`` and symlinks are resolved first) unless ``allow_outside`` is True.
     """
     root = Path(path)
     if not root.is_dir():
@@ -133,7 +155,7 @@ def load_folder(
     interactions = read_csv_table(inter_path, ("user_id", "item_id"), what=INTERACTIONS_FILE)
     if len(interactions) == 0:
         raise DataError(f"{inter_path}: the interactions table is empty.")
-    paths = _image_paths(items, root, items_path)
+    paths = _image_paths(items, root, items_path, allow_outside)
     images = load_image_stack(paths, [str(p) for p in paths], origin=str(root), mode=mode,
                               size=size, max_pixels=max_pixels, resample=resample)
     codes, names = _categories(items)

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 from varsec.errors import DataError
+from varsec.io import not_a_file_message
 
 FORMATS = ("varsec", "folder", "vbpr", "tradesy", "dvbpr")
 ACCEPTED = (
@@ -70,7 +71,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             f"{path}: a directory without manifest.json or items.csv (expected {ACCEPTED})."
         )
     if not path.is_file():
-        raise DataError(f"{path}: no such file or directory.")
+        raise DataError(not_a_file_message(path, "no such file or directory"))
     name = path.name.lower()
     if name.endswith(".b"):
         return "vbpr"

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from varsec.errors import ConfigError, DataError, VarsecWarning
-from varsec.io import progress
+from varsec.io import describe_non_regular, progress
 
 DEFAULT_MAX_PIXELS = 40_000_000
 # Raster formats Pillow may open; EPS (Ghostscript) and other exotic decoders are excluded.
@@ -125,7 +125,8 @@ def _read_head(source: ImageSource) -> bytes:
 def _open_lazy(source: ImageSource, where: str, max_pixels: int) -> Image.Image:
     """Open without decoding; check that it is a safe format, non-empty and not a bomb."""
     if not isinstance(source, bytes) and not Path(source).is_file():
-        raise DataError(f"{where}: no such image file.")
+        problem = describe_non_regular(source)
+        raise DataError(f"{where} {problem}." if problem else f"{where}: no such image file.")
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():

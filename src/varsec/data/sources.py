@@ -6,6 +6,7 @@ from pathlib import Path
 
 from varsec.data.catalog import Dataset, ItemCatalog
 from varsec.errors import DataError
+from varsec.io import describe_non_regular
 
 NAMED_SOURCES = ("fashion-mnist",)
 
@@ -17,12 +18,14 @@ def open_source(
     reviews: str | Path | None = None,
     features: str | Path | None = None,
     download: bool = False,
+    allow_outside: bool = False,
 ) -> ItemCatalog | Dataset:
     """Open a named catalog (``fashion-mnist``) or a path in any supported format.
 
     Paths: a saved varsec catalog/dataset directory, a folder-format directory (items.csv),
     a VBPR ``.b`` features file (with ``reviews`` for interactions), a Tradesy JSON(.gz) file
-    (with ``features``), or a DVBPR ``.npy`` (only with ``trust_pickle``).
+    (with ``features``), or a DVBPR ``.npy`` (only with ``trust_pickle``). A folder-format
+    dataset's images must lie inside its folder unless ``allow_outside``.
     """
     if str(source) == "fashion-mnist":
         from varsec.data.fashion_mnist import load_fashion_mnist
@@ -30,17 +33,20 @@ def open_source(
         return load_fashion_mnist(download=download)
     path = Path(source)
     if not path.exists():
+        problem = describe_non_regular(path)  # a broken symlink
         raise DataError(
+            f"{source} {problem}." if problem else
             f"{source}: no such file or directory (named sources: {', '.join(NAMED_SOURCES)})."
         )
     from varsec.data.formats import detect_format
 
-    return _open_by_format(detect_format(path), path, trust_pickle, reviews, features)
+    return _open_by_format(detect_format(path), path, trust_pickle, reviews, features,
+                           allow_outside)
 
 
 def _open_by_format(
     kind: str, path: Path, trust_pickle: bool, reviews: str | Path | None,
-    features: str | Path | None,
+    features: str | Path | None, allow_outside: bool = False,
 ) -> ItemCatalog | Dataset:
     if kind == "varsec":
         import json
@@ -50,7 +56,7 @@ def _open_by_format(
     if kind == "folder":
         from varsec.data.folder import load_folder
 
-        return load_folder(path)
+        return load_folder(path, allow_outside=allow_outside)
     if kind == "vbpr":
         return _open_vbpr(path, reviews)
     if kind == "tradesy":

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from varsec.data.catalog import Dataset, Interactions, ItemCatalog
+from varsec.data.timestamps import timestamp_value
 from varsec.errors import ConfigError, DataError, VarsecWarning
+from varsec.io import not_a_file_message
 
 ID_BYTES = 10
 DEFAULT_DIM = 4096
@@ -45,7 +47,7 @@ def open_vbpr_features(path: str | os.PathLike[str], *, dim: int = DEFAULT_DIM) 
     path = Path(path)
     dtype = record_dtype(dim)
     if not path.is_file():
-        raise DataError(f"{path}: no such features file.")
+        raise DataError(not_a_file_message(path, "no such features file"))
     size = path.stat().st_size
     if size == 0:
         raise DataError(f"{path}: the features file is empty.")
@@ -146,7 +148,7 @@ def iter_json_records(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]
     gzipped; ``where`` ("line 3", "record 3") is for error messages."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file.")
+        raise DataError(not_a_file_message(path, "no such file"))
     try:
         with _open_text(path) as handle:
             yield from _iter_lines(handle, path)
@@ -174,7 +176,7 @@ def read_reviews(path: str | os.PathLike[str]) -> pd.DataFrame:
         items.append(str(_field(record, "asin", path, where)))
         stamp = _field(record, "unixReviewTime", path, where)
         try:
-            stamps.append(int(stamp))
+            stamps.append(timestamp_value(stamp, f"{path}: {where} 'unixReviewTime'"))
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{path}: {where} has a non-integer 'unixReviewTime' ({stamp!r})."

@@ -21,7 +21,7 @@ from varsec import __version__
 from varsec.defenses import detector as det
 from varsec.defenses import reconstruction as rec
 from varsec.errors import ConfigError, ModelError
-from varsec.io import atomic_path
+from varsec.io import atomic_path, not_a_file_message
 from varsec.vision.base import load_state_into
 from varsec.vision.registry import backbone_parameters, create_backbone
 
@@ -100,7 +100,7 @@ def save_detector(
 
 def _read(path: Path, kind: str, what: str) -> dict[str, Any]:
     if not path.is_file():
-        raise ModelError(f"{path}: no such {what} checkpoint file.")
+        raise ModelError(not_a_file_message(path, f"no such {what} checkpoint file"))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and EOF errors for bad files

@@ -3,8 +3,11 @@
 
 The output directory receives ``reconstruction.pt``, ``detector.pt`` (paired with that
 reconstruction network, threshold calibrated on held-out items unless fixed) and
-``metrics.json`` (config, per-epoch history, calibration, item split sizes, hashes). The
-directory is written as a whole, atomically: a failed run leaves nothing behind.
+``metrics.json`` (config, per-epoch history, calibration, item split sizes, hashes) and a
+``manifest.json`` of kind ``defense`` (the sha256 of each file). The directory is written as a
+whole, atomically: a failed run leaves nothing behind. An earlier defense in ``--out`` is
+replaced; any other existing file or non-empty directory is refused before training unless
+``--force``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 import typer
 
 from varsec.errors import ConfigError
+
+DEFENSE_KIND = "defense"  # the manifest kind of a train-defense output directory
 
 
 def _threshold(text: str) -> str | float:
@@ -68,6 +73,8 @@ def train_defense_command(
                                   "extractor: a backbone checkpoint (.pt) or registry name; "
                                   "also the perceptual-loss network."),
     out: Path = typer.Option(..., "--out", help="Output directory (written atomically)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even when it is a "
+                               "non-empty directory that is not a varsec defense."),
     eps: float = typer.Option(16.0, help="Attack budget of the training pairs, 8-bit levels."),
     pgd_steps: int = typer.Option(10, help="PGD steps of the (clean, FGSM, PGD) phase."),
     detector_eps: str = typer.Option("16", help="FGSM budget(s) of the detector's pairs, "
@@ -112,8 +119,9 @@ def train_defense_command(
         save_reconstruction,
     )
     from varsec.defenses.joint import DefenseConfig, train_defense
-    from varsec.io import atomic_dir, write_json_atomic
+    from varsec.io import atomic_dir, check_output_dir, write_json_atomic, write_output_manifest
 
+    check_output_dir(out, DEFENSE_KIND, overwrite=force)
     config = DefenseConfig(
         eps=eps, pgd_steps=pgd_steps, detector_eps=_budgets(detector_eps),
         recon_epochs=recon_epochs,
@@ -132,7 +140,7 @@ def train_defense_command(
                "items": {k: len(v) for k, v in result.split.to_dict().items()},
                "calibration": None if result.calibration is None
                else result.calibration.to_dict()}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind=DEFENSE_KIND, overwrite=force) as tmp:
         network_hash = save_reconstruction(tmp / RECONSTRUCTION_FILE, result.reconstruction,
                                            train_config=config.to_dict(), provenance=provenance,
                                            metrics=metrics)
@@ -145,6 +153,8 @@ def train_defense_command(
             **metrics, "config": config.to_dict(), "provenance": provenance,
             "split": result.split.to_dict(), "reconstruction_hash": network_hash,
             "detector_hash": detector_hash})
+        write_output_manifest(tmp, DEFENSE_KIND, {"reconstruction_hash": network_hash,
+                                                  "detector_hash": detector_hash})
     _report(out, network_hash, result)
 
 

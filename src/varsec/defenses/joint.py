@@ -114,7 +114,7 @@ class DefenseConfig:
         for value in self.detector_budgets:
             check_eps(value, name="detector_eps")
         if self.pgd_alpha is not None:
-            check_eps(self.pgd_alpha, name="pgd_alpha")
+            check_eps(self.pgd_alpha, name="pgd_alpha", step=True)
         for name in ("pgd_steps", "batch_size", "width", "blocks", "heads", "max_tokens",
                      "embed_dim"):
             _integer(name, getattr(self, name), 1)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from varsec.data.catalog import SPLIT_CODES, Dataset
 from varsec.errors import ConfigError, DataError, ModelError
-from varsec.io import atomic_path
+from varsec.io import atomic_path, not_a_file_message
 
 CHECKPOINT_FORMAT = "varsec-recommender"
 CHECKPOINT_VERSION = 1
@@ -397,7 +397,7 @@ class Recommender(nn.Module):
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint file.")
+        raise ModelError(not_a_file_message(path, "no such checkpoint file"))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a foreign or corrupted file

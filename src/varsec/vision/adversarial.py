@@ -76,7 +76,7 @@ def pgd_linf(
     """
     eps = check_eps(eps)
     steps = check_steps(steps)
-    alpha = default_alpha(eps, steps) if alpha is None else check_eps(alpha, "alpha")
+    alpha = default_alpha(eps, steps) if alpha is None else check_eps(alpha, "alpha", step=True)
     clean = images.detach()
     adv = random_start(clean, eps, generator) if random_init else clean.clone()
     affine = (affine_batch_norm([model]) if fast_batch_norm and isinstance(model, nn.Module)

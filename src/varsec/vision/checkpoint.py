@@ -17,7 +17,7 @@ import torch
 
 from varsec import __version__
 from varsec.errors import ConfigError, ModelError
-from varsec.io import atomic_path
+from varsec.io import atomic_path, not_a_file_message
 from varsec.vision.base import Backbone, check_device, load_state_into
 from varsec.vision.registry import backbone_parameters, create_backbone
 
@@ -71,7 +71,7 @@ def save_checkpoint(
 
 def _read_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint file.")
+        raise ModelError(not_a_file_message(path, "no such checkpoint file"))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and EOF errors for bad files

@@ -10,7 +10,7 @@ import typer
 
 from varsec.data.catalog import ItemCatalog
 from varsec.errors import ConfigError, ModelError
-from varsec.io import save_npy_atomic, sha256_file, write_json_atomic
+from varsec.io import check_output_file, save_npy_atomic, sha256_file, write_json_atomic
 
 
 def load_catalog(spec: str, limit: int | None = None) -> ItemCatalog:
@@ -70,8 +70,11 @@ def train_extractor(
 
     Example: varsec train-extractor --mode pgd-at --eps 8 --epochs 5 --out runs/fmnist-at.pt
     """
+    from varsec.vision.robustness import parse_eps_list
     from varsec.vision.training import TrainConfig, train_classifier
 
+    check_output_file(out, "a checkpoint file path such as model.pt")
+    eval_budgets = parse_eps_list(eval_eps) if eval_eps else []  # checked before training
     kwargs: dict[str, Any] = {}
     if widths:
         kwargs["widths"] = _int_list(widths, "--widths")
@@ -89,10 +92,10 @@ def train_extractor(
         f"(selected on {metrics['selected_on']} validation accuracy), "
         f"val clean {metrics['val_clean_acc']:.2%}, {metrics['train_seconds']:.0f}s training."
     )
-    if eval_eps:
-        from varsec.vision.robustness import evaluate_robustness, parse_eps_list
+    if eval_budgets:
+        from varsec.vision.robustness import evaluate_robustness
 
-        report = evaluate_robustness(result.backbone, catalog, parse_eps_list(eval_eps),
+        report = evaluate_robustness(result.backbone, catalog, eval_budgets,
                                      seed=seed, checkpoint_hash=result.checkpoint_hash)
         typer.echo(report.to_markdown())
 
@@ -125,6 +128,8 @@ def robustness(
     from varsec.vision.robustness import evaluate_robustness, parse_eps_list
 
     eps_values = parse_eps_list(eps)
+    if json_out is not None:
+        check_output_file(json_out, "a .json file path")
     loaded = load_checkpoint(checkpoint, device=device)
     catalog = load_catalog(dataset)
     if loaded.category_names and catalog.category_names != loaded.category_names:
@@ -165,6 +170,8 @@ def features(
     from varsec.vision.checkpoint import open_backbone
     from varsec.vision.features import extract_features
 
+    check_output_file(out, "a .npy file path")
+    check_output_file(Path(f"{out}.json"), f"the path of {out}'s provenance file")
     kwargs: dict[str, Any] = {}
     if weights is not None:
         kwargs["weights"] = weights

@@ -33,24 +33,27 @@ log = logging.getLogger(__name__)
 
 LEVELS = 255.0
 BUDGET_SLACK = 1e-6  # float slack when flooring a budget: 8.0000001 levels is still 8
+MIN_EPS = 1.0  # the smallest budget that survives rounding to uint8: one 8-bit level
 
 
 # -- budgets -----------------------------------------------------------------------------------
-def check_eps(eps: Any, name: str = "eps") -> float:
-    """Validate an L-inf budget in 8-bit levels, ``0 < eps <= 255``; returns it as a float.
+def check_eps(eps: Any, name: str = "eps", *, step: bool = False) -> float:
+    """Validate a budget in 8-bit levels, ``1 <= eps <= 255``; returns it as a float.
 
-    A budget named ``eps`` below one level is accepted with a logged warning: rounding to the
-    8-bit grid undoes such an attack.
+    A budget below one level is refused: rounding the adversarial image to uint8 undoes it, so
+    the attack would silently be a no-op. A step size (``step=True``: PGD alpha) accumulates
+    over iterations and may be any value in ``(0, 255]``.
     """
     if isinstance(eps, bool) or not isinstance(eps, Real):
         raise ConfigError(f"{name} must be a number of 8-bit levels, got {eps!r}.")
     value = float(eps)
-    if not 0 < value <= LEVELS:  # also NaN and infinity
+    if step and not 0 < value <= LEVELS:  # also NaN and infinity
+        raise ConfigError(f"{name} must lie in (0, 255] 8-bit levels, got {eps}.")
+    if not step and not MIN_EPS <= value <= LEVELS:
         raise ConfigError(
-            f"{name} must lie in (0, 255] 8-bit levels (eps=8 means 8/255), got {eps}."
+            f"{name} must lie in [1, 255] 8-bit levels (eps=8 means 8/255; rounding to uint8 "
+            f"undoes a budget below one level), got {eps}."
         )
-    if name == "eps" and value < 1:
-        log.warning("eps=%s is below one 8-bit level: quantisation will undo the attack.", eps)
     return value
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from varsec.errors import ModelError
-from varsec.io import sha256_file
+from varsec.io import not_a_file_message, sha256_file
 
 
 def torchvision_cache_dir() -> Path:
@@ -29,7 +29,7 @@ def read_state_dict(path: str | os.PathLike[str], *, arch: str) -> dict[str, Ten
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: weights file for {arch} not found.")
+        raise ModelError(not_a_file_message(path, f"weights file for {arch} not found"))
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds (pickle, zip, EOF) for bad files

@@ -89,7 +89,7 @@ class TrainConfig:
         self._check_rates()
         check_eps(self.eps, "eps")
         if self.alpha is not None:
-            check_eps(self.alpha, "alpha")
+            check_eps(self.alpha, "alpha", step=True)
         _fraction("adv_fraction", self.adv_fraction, closed=True)
         if not (isinstance(self.min_gain, int | float) and 0 <= self.min_gain < 1):
             raise ConfigError(f"min_gain must lie in [0, 1), got {self.min_gain!r}.")
