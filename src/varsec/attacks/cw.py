@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from varsec.attacks.engine import BatchResult, Problem, StepRule, _per_image_view
+from varsec.attacks.engine import BatchResult, Problem, StepRule, _per_image_view, _record
 from varsec.attacks.quantize import (
     LEVELS,
     check_alpha,
@@ -112,9 +112,11 @@ class _PenaltySearch(StepRule):
         best = torch.zeros(clean.shape, dtype=torch.uint8)
         best_size = torch.full((n,), math.inf)
         last = best
-        for _ in range(rounds):
+        history = torch.zeros((rounds * self.steps, n), device=clean.device)
+        for round_ in range(rounds):
             self.new_round(problem)
-            last, found = self._round(problem, const, best, best_size)
+            last, found = self._round(problem, const, best, best_size,
+                                      history[round_ * self.steps:(round_ + 1) * self.steps])
             if searching:
                 upper = torch.where(found, torch.minimum(upper, const), upper)
                 lower = torch.where(found, lower, torch.maximum(lower, const))
@@ -122,10 +124,12 @@ class _PenaltySearch(StepRule):
         succeeded = torch.isfinite(best_size)
         images = torch.where(_per_image_view(succeeded, best), best, last)
         steps = torch.full((n,), rounds * self.steps, dtype=torch.long)
-        return BatchResult(images, succeeded if searching else None, steps)
+        return BatchResult(images, succeeded if searching else None, steps, history.cpu())
 
-    def _round(self, problem: Problem, const: Tensor, best: Tensor,
-               best_size: Tensor) -> tuple[Tensor, Tensor]:
+    def _round(self, problem: Problem, const: Tensor, best: Tensor, best_size: Tensor,
+               history: Tensor) -> tuple[Tensor, Tensor]:
+        """One binary-search round; ``history`` (steps x images) gets minus the penalised
+        loss at every step."""
         clean = problem.clean
         var = self.start(clean)
         state = {"m": torch.zeros_like(var), "v": torch.zeros_like(var)}
@@ -135,6 +139,7 @@ class _PenaltySearch(StepRule):
             x = self.images(var, clean)
             total = self.penalty(x, var, clean) + const * problem.value(x, None, "cw")
             (grad,) = torch.autograd.grad(total.sum(), var)
+            _record(history, t - 1, None, -total.detach())
             var = _adam_descent(var.detach(), grad, state, t, self.step_size())
             var = self.after_step(var, clean)
             if problem.objective.has_success and (t % self.check_every == 0 or t == self.steps):

@@ -1,7 +1,15 @@
 """The attack engine: one loop for every gradient attack, parameterised by an objective and a
 step rule (DESIGN.md section 7).
 
-Step rules (budgets in 8-bit levels, DESIGN.md section 2):
+Step rules. **Every budget and every pixel step size is in 8-bit levels** (DESIGN.md section
+2): ``eps=8`` is 8/255, PGD ``alpha=2`` moves each pixel 2/255 per step, Adam's ``lr=1`` moves
+δ by at most about 1/255 per step. A paper's rate in [0, 1] pixel units is multiplied by 255
+(AIP's Adam lr 0.0001 is ``lr=0.0255``; EXPA's 0.01 is ``lr=2.55``). ``steps x step size`` is the
+farthest a pixel can travel from its start, so it should reach ``eps``; a study that cannot is
+warned about when it is loaded (:func:`varsec.study.schema.budget_warnings`). The exception is
+:class:`~varsec.attacks.cw.CWL2Step`, which optimises in tanh space: its ``lr`` is Adam's step on
+the tanh variable ``w``, not a pixel step (a pixel moves by at most ``lr / 2`` per step in [0, 1]
+units, ``255 * lr / 2`` levels).
 
 * :class:`FGSMStep` (Goodfellow, Shlens & Szegedy, 2015): one signed step of size eps (L-inf), or
   one normalised gradient step (L2, the "fast gradient method"); 002 eq 4.
@@ -33,7 +41,7 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -82,6 +90,8 @@ class Problem:
     norm: str
     early_stop: bool
     report_success: bool = True
+    #: per-image objective of the last :meth:`gradient` call (detached), for the history
+    last_value: Tensor | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -106,7 +116,9 @@ class Problem:
     def gradient(self, x: Tensor, rows: Rows) -> Tensor:
         """Gradient of the objective's total ``loss`` with respect to the images ``x``."""
         x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.value(x, rows).sum(), x)
+        values = self.value(x, rows)
+        (grad,) = torch.autograd.grad(values.sum(), x)
+        self.last_value = values.detach()
         return grad
 
     @torch.no_grad()
@@ -130,6 +142,17 @@ class BatchResult:
     images: Tensor
     success: Tensor | None
     steps: Tensor
+    history: Tensor | None = None  # steps x images objective (CPU float32), see AttackResult
+
+
+def _record(history: Tensor, step: int, rows: Rows, values: Tensor | None) -> None:
+    """Row ``step`` of ``history``: the active ``rows``' objective ``values``; images that
+    stopped early keep their last value."""
+    if step > 0:
+        history[step] = history[step - 1]
+    if values is not None:
+        history[step, slice(None) if rows is None else rows] = values.reshape(-1).to(
+            history.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,22 +203,28 @@ class _Iterative(StepRule):
         steps = torch.full((problem.size,), self.steps, dtype=torch.long)
         rows: Rows = None
         check = problem.early_stop and problem.objective.has_success
+        history = torch.zeros((self.steps, problem.size), device=problem.clean.device)
         for step in range(1, self.steps + 1):
+            problem.objective.begin_step(step)
             x = self.images(problem, state, rows)
-            self.update(problem, state, rows, x, problem.gradient(x, rows))
+            grad = problem.gradient(x, rows)
+            _record(history, step - 1, rows, problem.last_value)
+            self.update(problem, state, rows, x, grad)
             if check and step < self.steps:
                 rows = self._stop_successes(problem, state, rows, out, success, steps, step)
                 if rows is not None and len(rows) == 0:
-                    return BatchResult(out, success, steps)
+                    history[step:] = history[step - 1]
+                    return BatchResult(out, success, steps, history.cpu())
         final = problem.quantize(self.images(problem, state, rows), rows)
         cpu_rows = slice(None) if rows is None else rows.cpu()
         out[cpu_rows] = final
         if not problem.report_success:
-            return BatchResult(out, None, steps)
+            return BatchResult(out, None, steps, history.cpu())
         done = problem.succeeded(final, rows)
         if done is not None:
             success[cpu_rows] = done
-        return BatchResult(out, success if problem.objective.has_success else None, steps)
+        return BatchResult(out, success if problem.objective.has_success else None, steps,
+                           history.cpu())
 
     def _stop_successes(self, problem: Problem, state: dict[str, Tensor], rows: Rows,
                         out: Tensor, success: Tensor, steps: Tensor, step: int) -> Rows:
@@ -318,7 +347,9 @@ class AdamStep(_Iterative):
     """Adam on the perturbation with clipping (Liu & Larson, AIP 000 Alg. 1; sec 5.2.2).
 
     δ starts at 0 (or a random point of the ball); each step Adam moves δ up the objective's
-    gradient with learning rate ``lr`` (8-bit levels per step at full Adam confidence), then
+    gradient with learning rate ``lr`` in 8-bit levels (Adam's update is bounded by about ``lr``
+    per pixel and step, so ``steps * lr`` should reach ``eps``; a paper's lr in [0, 1] units
+    times 255: AIP's INSA 0.0001 -> 0.0255, EXPA 0.01 -> 2.55), then
     ``δ <- clip(δ, -eps, eps)`` and ``x' = clip(x + δ, 0, 1)`` (Alg. 1 lines 4-6; δ is kept equal
     to ``x' - x``). The last iterate is quantised (line 8).
     """
@@ -382,7 +413,12 @@ class AttackResult:
     """Quantised adversarial images (uint8, CPU) and per-image outcome of one attack run.
 
     ``success`` is None when the objective has no notion of success; ``steps`` counts the steps
-    each image took (fewer than asked when it stopped early).
+    each image took (fewer than asked when it stopped early). ``history`` (float32, CPU, steps x
+    images) is the objective the step rule ascended, per step and image: row ``t`` is the value
+    at the iterate the step-``t`` gradient was taken at (after ``t`` steps; row 0 is the start;
+    the final iterate is not evaluated again). An image that stopped early keeps its last value.
+    C&W rules record minus their penalised loss, every binary-search round one after the other.
+    None when a step rule does not record it. :mod:`varsec.metrics.convergence` judges it.
     """
 
     images: Tensor
@@ -390,6 +426,7 @@ class AttackResult:
     steps: Tensor
     seconds: float
     settings: dict[str, Any]
+    history: Tensor | None = None
 
     def float_images(self) -> Tensor:
         """The adversarial images as float32 in [0, 1] (on the 8-bit grid)."""
@@ -515,8 +552,10 @@ def _collect(parts: list[BatchResult], clean: Tensor, seconds: float, rule: Step
     success = None if any(s is None for s in reported) else torch.cat(reported)
     settings = {**rule.describe(), "seed": seed, "eot_samples": hook.draws,
                 "bpda": hook.bpda is not False, "transform": hook.transform is not None}
+    histories = [p.history for p in parts]
+    history = None if any(h is None for h in histories) else torch.cat(histories, dim=1)
     return AttackResult(torch.cat([p.images for p in parts]), success,
-                        torch.cat([p.steps for p in parts]), seconds, settings)
+                        torch.cat([p.steps for p in parts]), seconds, settings, history)
 
 
 __all__ = [

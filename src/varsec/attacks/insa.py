@@ -9,9 +9,23 @@ varsec works through any visual recommender's ``score_images(users, images)`` (d
 the pixels; VBPR, AMR, DVBPR, AlexRank, visual kNN), so ``θ_u^T Φ(x)`` is whatever that model's
 cold-item score is. The objective per image is the log of eq 6's sum divided by ``|U|``
 (``aggregate="logsumexp"``): the same maximiser, without overflow. ``aggregate="mean"`` raises the
-mean score instead (the prediction shift Δ_i of eq 4). ``users_per_step`` draws a seeded random
-minibatch of users at every evaluation (the paper's mini-batch gradient ascent); by default all
-users enter every step.
+mean score instead (the prediction shift Δ_i of eq 4).
+
+**Epochs over user minibatches** (AIP's procedure, ``mount_AIP.py`` / ``AIP.py`` of the authors'
+code): one *epoch* passes over all users in minibatches of ``users_per_step`` (AIP: 256 users for
+VBPR / AMR, 512 for DVBPR, 5 epochs for VBPR, sec 5.2.2) and Adam takes one step per minibatch,
+so an attack of ``E`` epochs takes ``E * ceil(|U| / users_per_step)`` optimizer steps
+(:meth:`INSA.optimizer_steps`; a study's ``steps`` of an INSA attack are epochs). The users are
+shuffled once per epoch by a permutation seeded by ``seed`` and the epoch, so every image batch
+of an attack sees the same sequence of minibatches. The engine announces each step to the
+objective (:meth:`INSA.begin_step`); outside the engine's loop every call uses all users. Without
+``users_per_step`` every step uses all users and an epoch is one step.
+
+What varsec does not copy from that code: AIP starts δ at ``torch.rand`` (uniform in [0, 1],
+clipped to the ball: most pixels start at +eps, a brightening rather than a sample of the ball);
+varsec starts at the clean image (or, with the step rule's ``random_start``, a uniform point of
+the eps-ball). AIP's float image is rounded only when saved; varsec quantises the last iterate
+inside the engine, and eps always bounds raw pixels (no mean/std normalisation in between).
 """
 
 from __future__ import annotations
@@ -78,17 +92,42 @@ class INSA(Objective):
         ):
             raise ConfigError(f"users_per_step must be an integer >= 1, got {users_per_step!r}.")
         self.users_per_step = users_per_step
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        self._step_users: Tensor | None = None
+        self._order: tuple[int, Tensor] | None = None  # (epoch, its permutation of the users)
 
     def modules(self) -> list[nn.Module]:
         return recommender_modules(self.recommender)
 
-    def step_users(self) -> Tensor:
-        """The users of one evaluation: all, or a random minibatch of ``users_per_step``."""
+    def batches_per_epoch(self) -> int:
+        """User minibatches in one epoch: ``ceil(|U| / users_per_step)`` (1 without minibatches)."""
         if self.users_per_step is None or self.users_per_step >= len(self.users):
-            return self.users
-        pick = torch.randperm(len(self.users), generator=self.generator)[: self.users_per_step]
-        return self.users[pick]
+            return 1
+        return math.ceil(len(self.users) / self.users_per_step)
+
+    def optimizer_steps(self, epochs: int) -> int:
+        """The optimizer steps of ``epochs`` passes over the users (one per minibatch)."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"INSA epochs must be an integer >= 1, got {epochs!r}.")
+        return epochs * self.batches_per_epoch()
+
+    def begin_step(self, step: int) -> None:
+        """Select the users of optimizer step ``step`` (1-based): minibatch ``(step - 1) mod B``
+        of epoch ``(step - 1) div B`` of a per-epoch seeded shuffle (B = batches per epoch)."""
+        per_epoch = self.batches_per_epoch()
+        if per_epoch == 1:
+            self._step_users = None
+            return
+        epoch, batch = divmod(int(step) - 1, per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(len(self.users), generator=generator))
+        size = int(self.users_per_step or len(self.users))
+        self._step_users = self.users[self._order[1][batch * size:(batch + 1) * size]]
+
+    def step_users(self) -> Tensor:
+        """The users of the current step: its minibatch (:meth:`begin_step`), else all users."""
+        return self.users if self._step_users is None else self._step_users
 
     def scores(self, x: Tensor, users: Tensor | None = None) -> Tensor:
         """Scores [U, B] of the users for images ``x`` (differentiable in ``x``)."""
@@ -96,11 +135,11 @@ class INSA(Objective):
 
     def evaluate(self, images: Any, index: Tensor | None = None, batch_size: int = 256) -> Tensor:
         """The objective over *all* users (no minibatch draw), without gradients."""
-        per_step, self.users_per_step = self.users_per_step, None
+        current, self._step_users = self._step_users, None
         try:
             return super().evaluate(images, index, batch_size)
         finally:
-            self.users_per_step = per_step
+            self._step_users = current
 
     def loss(self, x: Tensor, index: Tensor) -> Tensor:
         scores = self.scores(x, self.step_users())

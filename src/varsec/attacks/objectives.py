@@ -58,6 +58,10 @@ class Objective(ABC):
         """The networks behind the objective (put in eval mode during an attack)."""
         return []
 
+    def begin_step(self, step: int) -> None:  # noqa: B027  (an optional hook, not abstract)
+        """Called by the engine before iteration ``step`` (1-based) of every batch; an objective
+        that changes with the step (INSA's user minibatches) selects its data here."""
+
     def check_size(self, n_images: int) -> None:
         """Raise a ConfigError when per-image data (labels, targets) does not cover positions
         ``0..n_images-1`` of the attacked set."""
