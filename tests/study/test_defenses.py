@@ -15,7 +15,14 @@ from study_standins import TINY_DEFENSE_STUDY, tiny_data_stages
 from varsec.study.cache import StageCache
 from varsec.study.plan import plan_study
 from varsec.study.report import results_from_run
-from varsec.study.report.claims import HELD, NOT_HELD, NOT_RUN, evaluate_claims
+from varsec.study.report.claims import (
+    DETECTOR_FLOOR,
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    NOT_RUN,
+    evaluate_claims,
+)
 from varsec.study.report.robustness import (
     INEFFECTIVE,
     NOT_ROBUST,
@@ -208,7 +215,7 @@ def test_the_reconstruction_claims_are_computed_from_the_rows(defense_run):
     results = results_from_run(defense_run)
     verdicts = {claim.id: verdict for claim, verdict in evaluate_claims(results)}
     restore = verdicts["002-restore"]
-    assert restore.status in (HELD, NOT_HELD) and "Wilcoxon" in restore.test
+    assert "Wilcoxon" in restore.test
     assert set(restore.numbers) == {"vbpr / fgsm / recon", "vbpr / fgsm / recon-rand"}
     hr10 = dict(protocol="sampled-20", metric="HR", k=10, recommender="vbpr")
     table = defense_run.table
@@ -219,14 +226,27 @@ def test_the_reconstruction_claims_are_computed_from_the_rows(defense_run):
         assert restore.numbers[f"vbpr / fgsm / {defense}"] == pytest.approx(value[("fgsm",
                                                                                   defense)])
     restored = min(value[("fgsm", "recon")], value[("fgsm", "recon-rand")])
-    if restored <= value[("fgsm", "none")] or restored < 0.8 * value[("none", "none")]:
+    popularity = _rows(table, attack="none", defense="none", **{**hr10, "metric": "HR_popularity"})
+    if value[("none", "none")] <= float(popularity["value"].iloc[0]):  # the tiny VBPR may lose
+        assert restore.status == INCONCLUSIVE and "recommender vbpr" in restore.reason
+    elif restored <= value[("fgsm", "none")] or restored < 0.8 * value[("none", "none")]:
         assert restore.status == NOT_HELD
+    else:
+        assert restore.status in (HELD, NOT_HELD)
     accuracy = _rows(table, metric="detection_accuracy")["value"]
-    assert verdicts["002-detect"].status == (HELD if accuracy.min() > 0.85 else NOT_HELD)
+    calibration = [c["accuracy"] for c in results.detector_calibration("vbpr")]
+    assert calibration
+    assert verdicts["002-detect"].status == (
+        INCONCLUSIVE if min(calibration) < DETECTOR_FLOOR else
+        HELD if accuracy.min() > 0.85 else NOT_HELD)
     records = [r for r in robustness(results) if r.verdict not in (UNTESTED, INEFFECTIVE)]
     expected = NOT_RUN if not records else \
         HELD if all(r.verdict == ROBUST for r in records) else NOT_HELD
-    assert verdicts["varsec-adaptive"].status == expected
+    adaptive = verdicts["varsec-adaptive"]
+    if adaptive.status == INCONCLUSIVE:  # a "robust" against an attack that did not converge
+        assert expected == HELD and "did not converge" in adaptive.reason
+    else:
+        assert adaptive.status == expected
 
 
 def test_a_forced_rerun_of_the_defense_stages_gives_the_same_rows(defense_run, tmp_path):

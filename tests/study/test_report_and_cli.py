@@ -12,7 +12,14 @@ from study_browser import chromium, inspect_page
 
 from varsec.cli import main
 from varsec.study.report import results_from_run
-from varsec.study.report.claims import CLAIMS, HELD, NOT_HELD, NOT_RUN, evaluate_claims
+from varsec.study.report.claims import (
+    CLAIMS,
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    NOT_RUN,
+    evaluate_claims,
+)
 from varsec.study.report.tables import TABLES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -57,11 +64,13 @@ def test_the_report_files_and_their_contents(tiny_run):
 def test_claims_give_a_verdict_or_say_not_run(tiny_run):
     verdicts = dict((c.id, v) for c, v in evaluate_claims(results_from_run(tiny_run)))
     assert len(verdicts) == len(CLAIMS)
-    assert verdicts["000-insa"].status in (HELD, NOT_HELD)
     assert "Wilcoxon" in verdicts["000-insa"].test and "p=" in verdicts["000-insa"].evidence
     assert verdicts["002-restore"].status == NOT_RUN
     assert verdicts["001-at-push"].status == NOT_RUN
-    assert verdicts["varsec-protocols"].status in (HELD, NOT_HELD)
+    for claim in ("000-insa", "varsec-protocols"):
+        assert verdicts[claim].status in (HELD, NOT_HELD, INCONCLUSIVE)
+        if verdicts[claim].status == INCONCLUSIVE:  # the tiny models may not beat popularity
+            assert "not above the popularity ranking's" in verdicts[claim].reason
 
 
 def test_paper_tables_are_built_from_the_results(tiny_run):

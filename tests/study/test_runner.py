@@ -32,10 +32,12 @@ def test_plan_is_topological_deduplicated_and_keyed(config):
     kinds = [s.kind for s in plan]
     assert kinds.count("data") == 1 and kinds.count("extractor") == 2
     assert kinds.count("attack") == 4  # 2 extractors x 2 eps
-    # a category attack on extractor a is evaluated on r2 (built on a), with and without attack
+    # a category attack on extractor a is evaluated on r2 (built on a), with and without attack;
+    # it poisons the catalog (001): r2 / r3 are retrained once per attack run
     category = [s for s in plan if s.config.get("scenario") == "category"]
     assert {(s.labels["recommender"], s.labels["attack"]) for s in category} == {
-        ("r2", "none"), ("r2", "p"), ("r3", "none"), ("r3", "p")}
+        ("r2", "none"), ("r2", "p+poisoning"), ("r3", "none"), ("r3", "p+poisoning")}
+    assert kinds.count("recommender") == 3 + 4
 
 
 def test_keys_change_with_config_inputs_and_version(config):
@@ -91,10 +93,12 @@ def test_not_available_stages_skip_downstream_and_are_reported(config, tmp_path)
     for stage in result.plan:
         states[stage.kind].add(result.statuses[stage.key].state)
     assert states["attack"] == {"not-run"}
-    attacked = [s for s in result.plan if "attack" in s.inputs]
+    attacks = {s.key for s in result.plan if s.kind == "attack"}
+    attacked = [s for s in result.plan if s.key in result.plan.downstream(attacks) - attacks]
+    assert attacked  # the poisoned recommenders (001) and their evaluations
     assert all(result.statuses[s.key].state == "not-run" for s in attacked)
     assert "did not run" in result.statuses[attacked[0].key].reason
-    assert not (result.table["attack"] == "p").any()
+    assert not result.table["attack"].str.startswith("p").any()
     assert not any(StageCache(tmp_path).is_done(s) for s in result.plan if s.kind == "attack")
 
 

@@ -42,7 +42,7 @@ def shipped_studies() -> list[str]:
 
 def run(
     study: str = typer.Argument(..., help="A study YAML file, or the name of a shipped study "
-                                "(demo, aip, taamr, denoise, item2item)."),
+                                "(demo, aip, taamr, denoise, item2item, imagenet)."),
     out: Path | None = typer.Option(None, "--out", help="Output directory [runs/<study>]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the stages with cached / to do "
                                  "status and a work estimate; compute nothing."),

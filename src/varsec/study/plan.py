@@ -8,7 +8,12 @@ Evaluation scenarios follow the attack family (see :func:`~varsec.study.schema.a
   image attacked as in Yin et al. 002, or every image defended: the clean cost of a defense);
 * ``two-stage`` - AIP's two-stage pipeline: original test item and cooperative cold items (000);
 * ``promotion`` - cold items replaced by their adversarial versions (000 Tables 4-6);
-* ``category`` - CHR@K of a source category before / after a targeted attack (001 Table 1);
+* ``category`` - CHR@K of a source category before / after a targeted attack (001 Table 1).
+  Under ``threat: poisoning`` (the default, 001's) "after" is a second recommender stage per
+  evaluated model, trained with the same config and seed on the attacked catalog's features
+  (it depends on the attack stage); under ``threat: evasion`` the attacked features are swapped
+  into the clean-trained model. Rows carry the threat in their attack label
+  (``<attack>+poisoning``, ``<attack>+evasion``);
 * ``item2item`` - success at rank_min of attack items among a target's neighbours (004).
 
 Defenses: an input transform is one ``apply`` stage per strength on each attack it covers (and
@@ -27,13 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from varsec.study.schema import (
+    DATASET_OPTIONAL,
+    EVASION,
     FEATURE_KINDS,
+    POISONING,
     AttackSection,
     DefenseSection,
     StudyConfig,
     attack_family,
     attack_items,
     attack_objective,
+    attack_threat,
     defense_params,
     ranking_model,
     reconstructable,
@@ -115,11 +124,17 @@ def plan_study(config: StudyConfig) -> Plan:
     """Expand ``config`` into its stages (see the module docstring)."""
     planner = _Planner(config)
     dataset = dataset_label(config)
-    data = planner.add("data", "data", config.dataset.model_dump(mode="json"), {},
-                       {"dataset": dataset})
+    data = planner.add("data", "data", data_config(config), {}, {"dataset": dataset})
     for seed in config.seeds:
         _plan_seed(planner, data, seed, dataset)
     return planner.plan
+
+
+def data_config(config: StudyConfig) -> dict[str, Any]:
+    """The data stage's config: the dataset section, without the optional keys left null (a
+    study that does not resample or resize keeps its earlier cache key)."""
+    section = config.dataset.model_dump(mode="json")
+    return {k: v for k, v in section.items() if not (k in DATASET_OPTIONAL and v is None)}
 
 
 def _plan_seed(planner: _Planner, data: Stage, seed: int, dataset: str) -> None:
@@ -199,6 +214,7 @@ def _evaluation(
     planner: _Planner, scenario: str, data: Stage, model: Stage | None, recommender: str | None,
     seed: int, base: dict[str, Any], *, attack: Stage | None, defense: Stage | None = None,
     extra: dict[str, Any] | None = None, extractor: Stage | None = None,
+    override: dict[str, Any] | None = None,
 ) -> Stage:
     config = planner.config
     slice_ = {"scenario": scenario, "seed": seed, **_evaluation_slice(config, scenario),
@@ -217,7 +233,8 @@ def _evaluation(
               (extractor.labels.get("extractor") if extractor else None),
               "attack": attack.labels["attack"] if attack else CLEAN,
               "eps": attack.labels.get("eps") if attack else None,
-              "defense": defense.labels["defense"] if defense else CLEAN}
+              "defense": defense.labels["defense"] if defense else CLEAN,
+              **(override or {})}
     parts = [scenario, recommender or labels["extractor"] or "", labels["attack"]]
     if labels["eps"] is not None:
         parts.append(f"eps {labels['eps']:g}")
@@ -237,8 +254,9 @@ class _AttackRun:
 def _attack_config(config: StudyConfig, attack: AttackSection, eps: float | None,
                    seed: int) -> dict[str, Any]:
     slice_ = attack.model_dump(mode="json")
-    for key in ("eps", "evaluate", "recommender", "extractor"):
-        slice_.pop(key)
+    # threat: the same adversarial images serve both threat models (one attack stage)
+    for key in ("eps", "evaluate", "recommender", "extractor", "threat"):
+        slice_.pop(key, None)
     slice_.update(eps=eps, seed=seed, objective=attack_objective(attack),
                   items=attack_items(attack), family=attack_family(attack))
     if slice_["n_items"] is None and slice_["items"] == "cold":
@@ -293,6 +311,9 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
 
 
 def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: str) -> list[str]:
+    if attack.evaluate and target in config.extractors and len(attack.extractor) > 1:
+        # An attack on several extractors: each run evaluates the listed models built on its own.
+        return [n for n in attack.evaluate if config.recommenders[n].extractor == target]
     if attack.evaluate:
         return list(attack.evaluate)
     if target in config.recommenders:
@@ -314,12 +335,63 @@ def _attack_evaluations(planner: _Planner, data: Stage, extractors: dict[str, St
         _evaluation(planner, family, data, None, None, seed, base, attack=run.stage,
                     defense=defense, extra=extra, extractor=extractors.get(run.target))
         return
+    if family == "category":
+        _category_evaluations(planner, data, models, run, recommenders, seed, base, defense)
+        return
     for rec in recommenders:
-        if family == "category" and defense is None:
-            _evaluation(planner, "category", data, models[rec], rec, seed, base, attack=None,
-                        extra=extra)
         _evaluation(planner, family, data, models[rec], rec, seed, base, attack=run.stage,
                     defense=defense, extra=extra)
+
+
+def threat_label(attack: str, threat: str) -> str:
+    """The attack label of a category attack's rows: ``<attack>+<threat>`` (an adaptive run:
+    ``<attack>+<threat>+adaptive``)."""
+    adaptive = attack.endswith(ADAPTIVE)
+    name = attack[:-len(ADAPTIVE)] if adaptive else attack
+    return f"{name}+{threat}" + (ADAPTIVE if adaptive else "")
+
+
+def _category_evaluations(planner: _Planner, data: Stage, models: dict[str, Stage],
+                          run: _AttackRun, recommenders: list[str], seed: int,
+                          base: dict[str, Any], defense: Stage | None) -> None:
+    """CHR@K before (the clean-trained model) and after the attack. Poisoning (001): the model
+    is retrained on the attacked (and defended) catalog's features, a recommender stage that
+    depends on the attack; evasion: the attacked features are swapped into the clean-trained
+    model."""
+    attack = planner.config.attacks[run.name]
+    threat = attack_threat(attack) or POISONING
+    extra = _family_extra(attack)
+    adaptive = str(run.stage.labels["attack"]).endswith(ADAPTIVE)
+    label = threat_label(run.name + (ADAPTIVE if adaptive else ""), threat)
+    override = {"attack": label, "eps": run.eps,
+                "defense": defense.labels["defense"] if defense is not None else CLEAN}
+    for rec in recommenders:
+        if defense is None and not adaptive:
+            _evaluation(planner, "category", data, models[rec], rec, seed, base, attack=None,
+                        extra=extra)
+        if threat == EVASION:
+            _evaluation(planner, "category", data, models[rec], rec, seed, base,
+                        attack=run.stage, defense=defense, extra=extra, override=override)
+            continue
+        poisoned = _poisoned_recommender(planner, models[rec], defense or run.stage, override)
+        _evaluation(planner, "category", data, poisoned, rec, seed, base, attack=None,
+                    extra=extra, override=override)
+
+
+def _poisoned_recommender(planner: _Planner, clean: Stage, poison: Stage,
+                          override: dict[str, Any]) -> Stage:
+    """``clean``'s recommender (same config, seed and inputs) trained on the catalog whose
+    attacked items carry ``poison``'s images (an attack stage, or a defense applied to one)."""
+    config = {k: v for k, v in clean.config.items() if k != "threads"}
+    inputs = {role: planner.seen[key] for role, key in clean.inputs.items()}
+    inputs["poison"] = poison
+    labels = {**clean.labels, **override}
+    eps = override["eps"]
+    on = override["attack"] + (f" eps {eps:g}" if eps is not None else "")
+    if override["defense"] != CLEAN:
+        on += f" / {override['defense']}"
+    name = f"recommender {labels['recommender']} poisoned by {on} (seed {labels['seed']})"
+    return planner.add("recommender", name, config, inputs, labels)
 
 
 def _family_extra(attack: AttackSection) -> dict[str, Any]:
@@ -449,4 +521,4 @@ def _clean_cost(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                         defense=stage)
 
 
-__all__ = ["ADAPTIVE", "CLEAN", "Plan", "dataset_label", "plan_study"]
+__all__ = ["ADAPTIVE", "CLEAN", "Plan", "dataset_label", "plan_study", "threat_label"]

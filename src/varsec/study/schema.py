@@ -14,9 +14,11 @@ Epsilons are in 8-bit levels everywhere (``eps: 8`` means 8/255; 1 <= eps <= 255
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,7 +31,7 @@ from pydantic import (
     ValidationError,
 )
 
-from varsec.errors import ConfigError
+from varsec.errors import ConfigError, VarsecWarning
 from varsec.study.yamlfile import PathKey, format_path, load_yaml, load_yaml_text
 
 PROFILES = ("quick", "default", "paper")
@@ -99,8 +101,32 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str | int | float) else value
 
 
+ALPHA_RULE_RE = re.compile(r"^eps\s*/\s*(steps|[0-9]+(?:\.[0-9]+)?)$")
+
+
+def _check_alpha(value: float | str) -> float | str:
+    """A PGD step size: a number of 8-bit levels, or a rule ``eps/<n>`` / ``eps/steps``."""
+    if isinstance(value, str):
+        match = ALPHA_RULE_RE.match(value.strip())
+        if match is None or (match.group(1) != "steps" and float(match.group(1)) <= 0):
+            raise ValueError(f"a step size must be a number of 8-bit levels, eps/<n> (e.g. "
+                             f"eps/6) or eps/steps, got {value!r}")
+        return f"eps/{match.group(1)}"
+    return _check_step(value)
+
+
+def resolve_alpha(alpha: float | str | None, eps: float, steps: int) -> float | None:
+    """The PGD step size in 8-bit levels of ``alpha`` (a number, ``eps/<n>`` or ``eps/steps``)
+    at budget ``eps``; None (the step rule's default, 2.5 * eps / steps) when not given."""
+    if alpha is None or not isinstance(alpha, str):
+        return alpha
+    divisor = alpha.split("/", 1)[1]
+    return eps / (max(1, steps) if divisor == "steps" else float(divisor))
+
+
 Eps = Annotated[float, AfterValidator(_check_eps)]
 StepSize = Annotated[float, AfterValidator(_check_step)]
+AlphaSize = Annotated[float | str, AfterValidator(_check_alpha)]
 NameList = Annotated[list[str], BeforeValidator(_as_list)]
 EpsList = Annotated[list[Eps], BeforeValidator(_as_list)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -132,6 +158,30 @@ class DatasetSection(Section):
                                 "the interactions")
     features: str | None = Field(None, description="Tradesy format: the image features file")
     trust_pickle: bool = Field(False, description="allow loading a DVBPR .npy (it is a pickle)")
+    image_size: int | None = Field(
+        None, ge=8, le=512, description="serve the kept items' images at size x size pixels "
+        "(Pillow bicubic, uint8, resampled once with the data); null = native; simulated "
+        "styles come from the native pixels")
+    mode: Literal["L", "RGB"] | None = Field(
+        None, description="serve the images as grey (L) or colour (RGB; grey is repeated to 3 "
+        "channels); null = native")
+    n_users: int | None = Field(None, ge=1, description="simulated sources: users to simulate "
+                                "(null = the profile's)")
+    n_warm_items: int | None = Field(None, ge=5, description="simulated sources: warm items "
+                                     "(null = the profile's; keeps a resampled catalog small)")
+    n_cold_items: int | None = Field(None, ge=1, description="simulated sources: cold items "
+                                     "(null = the profile's)")
+
+
+# Dataset keys that leave the data stage's config (and cache key) when null: studies without
+# them keep the cache of runs made before they existed.
+DATASET_OPTIONAL = ("image_size", "mode", "n_users", "n_warm_items", "n_cold_items")
+
+
+def simulation_sizes(dataset: DatasetSection) -> dict[str, int]:
+    """The simulation-profile sizes a dataset section overrides (``n_users``, ...)."""
+    return {key: getattr(dataset, key) for key in ("n_users", "n_warm_items", "n_cold_items")
+            if getattr(dataset, key) is not None}
 
 
 class ExtractorSection(Section):
@@ -186,8 +236,24 @@ class RecommenderSection(Section):
     k: int = Field(100, ge=1, description="two-stage: candidate set size K (AIP uses 1000)")
 
 
+class PaperBudget(Section):
+    """The budget the paper ran an attack with, shown beside the one used (nothing runs it)."""
+
+    steps: int | None = Field(None, ge=1, description="the paper's iterations (INSA: epochs)")
+    step_size: float | None = Field(None, gt=0, description="the paper's step size converted "
+                                    "to 8-bit levels (a rate in [0, 1] units x 255)")
+    users_per_step: int | None = Field(None, ge=1, description="INSA: the paper's users per "
+                                       "minibatch")
+    note: str = Field("", description="where the paper gives it, e.g. AIP sec 5.2.2")
+
+
 class AttackSection(Section):
-    """An attack run at every eps of its list against every model it targets (section 7)."""
+    """An attack run at every eps of its list against every model it targets (section 7).
+
+    Every step size is in 8-bit levels, like eps (``alpha``, ``params.lr`` of insa / expa /
+    cw-linf); a paper's rate in [0, 1] pixel units is multiplied by 255. The exception is the
+    ``params.lr`` of ``cw`` (C&W-L2), Adam's rate on the tanh-space variable, not a pixel step.
+    """
 
     kind: Literal["fgsm", "pgd", "cw", "cw-linf", "insa", "expa", "csema",
                   "bpr-untargeted"] = Field(
@@ -199,9 +265,12 @@ class AttackSection(Section):
         "the kind and target")
     eps: EpsList = Field(default_factory=lambda: [8.0], description="L-inf budgets in 8-bit "
                          "levels, one run each (csema ignores it)")
-    steps: int = Field(10, ge=0, description="iterations (PGD-k, C&W, INSA epochs, ...)")
-    alpha: StepSize | None = Field(None, description="step size in 8-bit levels "
-                              "(default 2.5 * eps / steps)")
+    steps: int = Field(10, ge=0, description="iterations: PGD-k, Adam steps (expa), C&W "
+                       "iterations per binary-search round; insa: epochs over the users, each "
+                       "epoch one Adam step per minibatch of params.users_per_step users")
+    alpha: AlphaSize | None = Field(None, description="fgsm / pgd step size in 8-bit levels, "
+                                    "or eps/<n> (TAaMR: eps/6) or eps/steps (the thesis' PGD-k) "
+                                    "(default 2.5 * eps / steps, Madry)")
     recommender: NameList = Field(default_factory=list, description="recommender(s) attacked "
                                   "through (insa, expa, csema, bpr-untargeted, objective bpr)")
     extractor: NameList = Field(default_factory=list, description="extractor(s) attacked "
@@ -212,15 +281,29 @@ class AttackSection(Section):
     n_items: int | None = Field(None, ge=1, description="how many items / pairs are attacked "
                                 "(default: evaluation.cold_items, the category, or all)")
     source_category: str | None = Field(None, description="the category the attacker pushes, "
-                                        "e.g. Sandal")
+                                        "e.g. Sandal; auto = the least popular category by "
+                                        "training interactions (001)")
     target_category: str | None = Field(None, description="the (popular) category it is "
-                                        "disguised as, e.g. Sneaker")
+                                        "disguised as, e.g. Sneaker; auto = the most popular "
+                                        "category by training interactions (001)")
+    threat: Literal["poisoning", "evasion"] | None = Field(
+        None, description="category attacks: poisoning (001: VBPR / AMR are trained on the "
+        "attacked catalog's features, CHR@K of that model vs the clean-trained one) or evasion "
+        "(the attacked features swapped into the clean-trained model); null = poisoning for "
+        "category attacks")
     hook_item: str = Field("most-popular", description="expa / csema: the hook item's id, or "
                            "most-popular")
     evaluate: NameList = Field(default_factory=list, description="recommenders evaluated on the "
-                               "attacked images (default: every one built on the target)")
-    params: dict[str, Any] = Field(default_factory=dict, description="engine settings, e.g. lr, "
-                                   "c, binary_steps, random_start, inset_fraction")
+                               "attacked images (default: every one built on the target; an "
+                               "attack on several extractors evaluates, per extractor, the "
+                               "listed ones built on it)")
+    params: dict[str, Any] = Field(default_factory=dict, description="engine settings: lr "
+                                   "(insa / expa / cw-linf: Adam's step in 8-bit levels, default "
+                                   "1; cw: Adam's rate in tanh space, default 0.01), "
+                                   "users_per_step (insa), c, binary_steps, random_start, ...")
+    paper_budget: PaperBudget | None = Field(None, description="the paper's budget (steps, "
+                                             "step_size in 8-bit levels, note), reported "
+                                             "beside the one used")
     save_images: int = Field(8, ge=0, description="adversarial PNGs kept per run for the report")
 
 
@@ -427,6 +510,9 @@ def study_from_data(
         where, message = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise ConfigError(f"{_locate(source, lines, where)}{format_path(where)}: {message}{more}")
+    for where, message in budget_warnings(config):
+        warnings.warn(f"{_locate(source, lines, where)}{format_path(where)}: {message}",
+                      VarsecWarning, stacklevel=2)
     return config
 
 
@@ -624,7 +710,9 @@ def _simulation_profile(config: StudyConfig) -> Any:
         from varsec.data.simulate import PROFILES as SIMULATION_PROFILES
     except ImportError:  # the data layer is not installed
         return None
-    return SIMULATION_PROFILES.get(config.dataset.profile)
+    profile = SIMULATION_PROFILES.get(config.dataset.profile)
+    sizes = simulation_sizes(config.dataset)
+    return dataclasses.replace(profile, **sizes) if profile is not None and sizes else profile
 
 
 def _check_profile_sizes(config: StudyConfig) -> list[Problem]:
@@ -765,6 +853,19 @@ def attack_family(attack: AttackSection) -> str:
     return "category"
 
 
+AUTO_CATEGORY = "auto"  # source_category / target_category chosen by training popularity
+POISONING, EVASION = "poisoning", "evasion"
+POISON_KINDS = ("vbpr", "amr", "alexrank", "knn")  # retrained on the attacked catalog's features
+
+
+def attack_threat(attack: AttackSection) -> str | None:
+    """The threat model of a category attack (poisoning unless the study says evasion); None
+    for the other families, which have one threat model each."""
+    if attack_family(attack) != "category":
+        return None
+    return attack.threat or POISONING
+
+
 # -- defense params -------------------------------------------------------------------------------
 YIN_RATIO = 212 / 224  # 002's random resize range: 212-224 of 224 (varsec.defenses.YIN_RATIO)
 EOT_SAMPLES = 10  # default EOT draws of an adaptive attack over a random layer
@@ -873,6 +974,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
             if recs[ref].kind not in ("vbpr", "amr", "dvbpr"):
                 problems.append(((*here, "recommender"), f"the BPR objective needs a vbpr, amr "
                                  f"or dvbpr recommender; {ref!r} is a {recs[ref].kind}."))
+    problems += _check_threat(config, here, attack)
     if objective == "classifier-targeted":
         for key in ("source_category", "target_category"):
             if getattr(attack, key) is None:
@@ -880,10 +982,113 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                                  "source_category and a target_category."))
     if attack.kind != "csema" and not attack.eps:
         problems.append(((*here, "eps"), "give at least one eps (8-bit levels)."))
+    per_step = attack.params.get("users_per_step")
+    if per_step is not None and (attack.kind != "insa" or isinstance(per_step, bool)
+                                 or not isinstance(per_step, int) or per_step < 1):
+        problems.append(((*here, "params", "users_per_step"), "must be an integer >= 1 of an "
+                         f"insa attack (users per Adam step), got {per_step!r}."))
     if objective.startswith("classifier") and attack.items not in ("auto", "category", "all"):
         problems.append(((*here, "items"), f"a classifier attack perturbs a category or all "
                          f"items, not {attack.items!r}."))
     return problems
+
+
+def _check_threat(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
+    """``threat`` belongs to category attacks; poisoning retrains every evaluated model on the
+    attacked catalog's features, so each must take features from one of the study's
+    extractors."""
+    if attack.threat is not None and attack_family(attack) != "category":
+        return [((*here, "threat"), f"threat applies to category attacks (a source category "
+                 f"attacked on an extractor); this is a {attack_family(attack)} attack.")]
+    if attack_threat(attack) != POISONING:
+        return []
+    problems: list[Problem] = []
+    for ref in attack.evaluate:
+        rec = config.recommenders[ref]
+        if rec.kind not in POISON_KINDS or rec.extractor in (None, CATALOG_FEATURES):
+            problems.append(((*here, "evaluate"), f"a poisoning attack retrains {ref!r} on the "
+                             f"attacked catalog's features, so it must be a "
+                             f"{', '.join(POISON_KINDS)} recommender on one of the study's "
+                             f"extractors (it is a {rec.kind}); or set threat: evasion."))
+    return problems
+
+
+# -- attack budgets ---------------------------------------------------------------------------
+class Reach(typing.NamedTuple):
+    """How far an iterative attack's pixels can travel: ``steps * step_size`` 8-bit levels."""
+
+    steps: int  # optimizer steps (INSA: epochs x user minibatches)
+    step_size: float  # the largest move of a pixel per step, 8-bit levels
+    detail: str  # how the steps and the step were counted, for messages
+
+    @property
+    def levels(self) -> float:
+        return self.steps * self.step_size
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def insa_batches(config: StudyConfig, attack: AttackSection) -> tuple[int, int | None]:
+    """(user minibatches per INSA epoch, users) from ``params.users_per_step`` and the simulated
+    profile's user count; (1, users) without minibatches, (0, None) when the count is unknown."""
+    per_step = attack.params.get("users_per_step")
+    sim = _simulation_profile(config)
+    users = None if sim is None else int(sim.n_users)
+    if per_step is None or not isinstance(per_step, int) or isinstance(per_step, bool):
+        return 1, users
+    if users is None:
+        return 0, None
+    return (math.ceil(users / per_step) if 0 < per_step < users else 1), users
+
+
+def attack_reach(config: StudyConfig, attack: AttackSection, eps: float) -> Reach | None:
+    """The :class:`Reach` of ``attack`` at ``eps``; None for single-step and non-gradient
+    attacks, for PGD's default step (2.5 * eps / steps always reaches eps) and when it cannot
+    be known before the data is loaded."""
+    kind, steps, params = attack.kind, attack.steps, attack.params
+    if steps < 1 or kind in ("fgsm", "csema") or (kind == "bpr-untargeted" and steps <= 1):
+        return None
+    if kind in ("pgd", "bpr-untargeted"):
+        alpha = resolve_alpha(attack.alpha, eps, steps)
+        return None if alpha is None else Reach(steps, alpha, f"{steps} steps x alpha {alpha:g}")
+    if kind == "cw":  # C&W-L2 minimises the distortion (tanh space), it does not spend eps
+        return None
+    lr = params.get("lr", 1.0)
+    if not _number(lr) or lr <= 0:
+        return None
+    if kind == "insa":
+        batches, users = insa_batches(config, attack)
+        if batches == 0:
+            return None
+        total = steps * batches
+        how = (f"{steps} epochs x {batches} minibatches of {params['users_per_step']} of the "
+               f"{users} users" if batches > 1 else f"{steps} epochs of one step")
+        return Reach(total, float(lr), f"{total} Adam steps ({how}) x lr {lr:g}")
+    return Reach(steps, float(lr), f"{steps} Adam steps x lr {lr:g}")
+
+
+def budget_warnings(config: StudyConfig) -> list[Problem]:
+    """(path, message) of every attack whose ``steps x step size`` cannot reach one of its eps
+    (the perturbation would stop short of its budget, e.g. a paper's lr in [0, 1] units copied
+    without the x 255). :func:`study_from_data` emits them as VarsecWarning before any compute."""
+    found: list[Problem] = []
+    for name, attack in config.attacks.items():
+        if attack.kind == "csema":
+            continue
+        short = [(eps, reach) for eps in attack.eps
+                 if (reach := attack_reach(config, attack, eps)) is not None
+                 and reach.levels < eps * (1 - 1e-9)]
+        if not short:
+            continue
+        listed = ", ".join(f"{eps:g}" for eps, _ in short)
+        reach = short[-1][1]
+        found.append((("attacks", name), f"{reach.detail} = {reach.levels:g} 8-bit levels cannot "
+                      f"reach eps {listed}: the perturbation stops short of its budget; raise "
+                      "steps or the step size (step sizes are in 8-bit levels: a rate in [0, 1] "
+                      "units x 255)."))
+    return found
 
 
 def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> list[Problem]:
@@ -1149,6 +1354,7 @@ __all__ = [
     "attack_family",
     "attack_items",
     "attack_objective",
+    "attack_threat",
     "check_references",
     "defense_params",
     "load_study",

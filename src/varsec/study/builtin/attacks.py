@@ -7,6 +7,13 @@ Output contract (what evaluations and the report read):
   section 2);
 * ``pairs.npy`` - int64 P x 2 (attack item, target item), for item-to-item attacks;
 * ``adversarial/`` - a few PNGs (``<item>_clean.png``, ``<item>_adv.png``) for the report;
+* ``convergence.npz`` - iterative attacks only: per step (``step``) the ``mean``, ``q10``,
+  ``q50`` and ``q90`` of the objective over the attacked items (all engine runs of the stage
+  side by side; C&W: its last binary-search round; INSA with user minibatches: per epoch, the
+  mean over its minibatch steps), and ``info["convergence"]`` its verdict,
+  :func:`varsec.metrics.convergence.converged` (``converged``, ``iterative``, ``steps``,
+  ``total_gain``, ``tail_gain``, ``rule``, ...); FGSM and c-SEMA record
+  ``{"converged": true, "iterative": false, ...}``;
 * rows - ``success_rate`` (when the objective has one), ``feature_loss``, ``linf``, ``l2``,
   ``psnr``, ``ssim`` and ``lpips`` (only when its weights are present), protocol ``attack``.
 
@@ -31,7 +38,7 @@ import numpy as np
 import torch
 
 from varsec.study.builtin.common import (
-    category_code,
+    choose_categories,
     extractor_features,
     feature_layer,
     load_backbone,
@@ -55,6 +62,7 @@ _NEEDS = {"fgsm": "FGSMStep", "pgd": "PGDStep", "cw": "CWL2Step", "cw-linf": "CW
 
 
 Engine = Callable[..., Any]  # run_attack(objective, images, rule, **options) -> AttackResult
+Runs = list[tuple[Any, Any]]  # (step rule, AttackResult.history) of every engine call
 
 
 def _reason(config: dict[str, Any]) -> str | None:
@@ -76,18 +84,23 @@ def _reason(config: dict[str, Any]) -> str | None:
     return NOT_AVAILABLE.format(name=", ".join(missing)) if missing else None
 
 
-def _rule(config: dict[str, Any]) -> Any:
+def _rule(config: dict[str, Any], steps: int | None = None) -> Any:
+    """The step rule of ``config``; every step size in 8-bit levels (``steps``: the optimizer
+    steps when they differ from the section's, as INSA's epochs x user minibatches)."""
     from varsec.attacks import AdamStep, CWL2Step, CWLinfStep, FGSMStep, PGDStep
+    from varsec.study.schema import resolve_alpha
 
-    kind, eps, steps = config["kind"], config["eps"], config["steps"]
+    kind, eps = config["kind"], config["eps"]
+    steps = config["steps"] if steps is None else steps
     params = config["params"]
     if kind == "fgsm" or (kind == "bpr-untargeted" and steps <= 1):
         return FGSMStep(eps=eps)
     if kind in ("pgd", "bpr-untargeted"):
-        return PGDStep(eps=eps, alpha=config["alpha"], steps=steps,
+        return PGDStep(eps=eps, alpha=resolve_alpha(config["alpha"], eps, steps), steps=steps,
                        random_start=params.get("random_start", True))
     if kind in ("insa", "expa"):
-        return AdamStep(eps=eps, lr=params.get("lr", 1.0), steps=steps)
+        return AdamStep(eps=eps, lr=params.get("lr", 1.0), steps=steps,
+                        random_start=params.get("random_start", False))
     if kind == "cw":
         return CWL2Step(c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 0.01),
                         binary_search_steps=params.get("binary_steps", 5),
@@ -143,7 +156,7 @@ def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: 
     if config["kind"] == "insa":
         objective = INSA(ranker, users_per_step=params.get("users_per_step"),
                          aggregate=params.get("aggregate", "logsumexp"), seed=config["seed"])
-        info: dict[str, Any] = {}
+        info: dict[str, Any] = {"optimizer_steps": objective.optimizer_steps(config["steps"])}
     else:
         extractor_output = ranker_output.inputs.get("extractor")
         if extractor_output is not None:
@@ -153,7 +166,8 @@ def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: 
             extractor, layer = getattr(ranker, "backbone", ranker), None
         objective = expa_objective(extractor, dataset, _hook(config), metric="l2", layer=layer)
         info = {"hook": int(resolve_hook(dataset, _hook(config)))}
-    result = engine(objective, clean, _rule(config), seed=config["seed"],
+    rule = _rule(config, info.get("optimizer_steps"))
+    result = engine(objective, clean, rule, seed=config["seed"],
                     batch_size=params.get("batch_size", 64), device=ctx.device)
     return items, result.images.numpy(), {**info, "success_rate": result.success_rate}
 
@@ -165,8 +179,9 @@ def _category(ctx: StageContext, config: dict[str, Any], dataset: Any, target: S
 
     backbone = load_backbone(target, ctx.device)
     categories = np.asarray(dataset.catalog.categories)
-    if config["source_category"] is not None:
-        items = np.flatnonzero(categories == category_code(dataset, config["source_category"]))
+    choice = choose_categories(dataset, config["source_category"], config["target_category"])
+    if choice["source_code"] is not None:
+        items = np.flatnonzero(categories == choice["source_code"])
     else:
         items = np.arange(dataset.n_items)
     if config["n_items"] and config["n_items"] < len(items):
@@ -175,14 +190,14 @@ def _category(ctx: StageContext, config: dict[str, Any], dataset: Any, target: S
     labels = categories[items]
     goal = None
     if config["objective"] == "classifier-targeted":
-        goal = np.full(len(items), category_code(dataset, config["target_category"]))
+        goal = np.full(len(items), choice["target_code"])
     objective = ClassifierObjective(backbone, labels=labels, target=goal,
                                     kappa=config["params"].get("kappa", 0.0))
     result = engine(objective, _images(dataset, items), _rule(config), seed=config["seed"],
                     batch_size=config["params"].get("batch_size", 128), device=ctx.device)
     adversarial = result.images.numpy()
     rate = classifier_success_rate(backbone, adversarial, labels=labels, target=goal)
-    return items, adversarial, {"success_rate": rate}
+    return items, adversarial, {"success_rate": rate, "categories": choice}
 
 
 def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
@@ -265,7 +280,67 @@ def _estimate(config: dict[str, Any], study: Any) -> float:
     return 2.0 + n * max(1, config.get("steps", 1)) * 0.002
 
 
-@register_stage("attack", version="1", estimate=_estimate, available=_reason)
+def _budget(config: dict[str, Any], optimizer_steps: int | None) -> dict[str, Any]:
+    """The budget the attack ran with beside the paper's (``paper_budget``), for the report:
+    steps as the study gives them, the optimizer steps they make, the step size in 8-bit
+    levels (C&W-L2: its tanh-space rate) and how far a pixel can travel."""
+    if config["kind"] == "csema":
+        return {"paper": config.get("paper_budget")}
+    rule = _rule(config, optimizer_steps)
+    described = rule.describe()
+    size = described.get("alpha", described.get("lr", getattr(rule, "alpha", None)))
+    taken = int(described.get("steps", config["steps"]))
+    budget: dict[str, Any] = {"steps": int(config["steps"]), "optimizer_steps": taken,
+                              "step_size": None if size is None else float(size),
+                              "unit": "tanh" if config["kind"] == "cw" else "8-bit levels",
+                              "eps": config["eps"], "paper": config.get("paper_budget")}
+    if size is not None and config["kind"] != "cw":
+        budget["reach"] = float(size) * taken
+    return budget
+
+
+def _recording(engine: Engine, runs: Runs) -> Engine:
+    """``engine`` that keeps each run's step rule and objective history in ``runs``."""
+
+    def recorded(objective: Any, images: Any, rule: Any, **options: Any) -> Any:
+        result = engine(objective, images, rule, **options)
+        runs.append((rule, getattr(result, "history", None)))
+        return result
+
+    return recorded
+
+
+def _judged_history(config: dict[str, Any], rule: Any, history: Any) -> tuple[np.ndarray, str]:
+    """The steps x items history the verdict is about and its unit: C&W's last binary-search
+    round (each round restarts from the clean image with another constant); INSA's
+    user-minibatch steps averaged per epoch (each step sees other users, an epoch all)."""
+    values = np.asarray(history, dtype=np.float64)
+    if rule.name in ("cw-l2", "cw-linf"):
+        return values[-rule.steps:], "step"
+    epochs = int(config["steps"])
+    if config["kind"] == "insa" and 0 < epochs < len(values) and len(values) % epochs == 0:
+        return values.reshape(epochs, len(values) // epochs, -1).mean(1), "epoch"
+    return values, "step"
+
+
+def _convergence(ctx: StageContext, config: dict[str, Any], runs: Runs) -> dict[str, Any]:
+    """Write ``convergence.npz`` and return the info summary (module docstring)."""
+    from varsec.metrics.convergence import RULE, combine_histories, converged, curve_summary
+
+    iterative = [(rule, h) for rule, h in runs if h is not None and rule.name != "fgsm"]
+    if not iterative:
+        steps = max((int(getattr(rule, "steps", 1)) for rule, _ in runs), default=0)
+        return {"converged": True, "iterative": False, "steps": steps, "total_gain": 0.0,
+                "tail_gain": 0.0, "rule": RULE}
+    judged = [_judged_history(config, rule, history) for rule, history in iterative]
+    combined = combine_histories([values for values, _ in judged])
+    summary = curve_summary(combined)
+    np.savez(ctx.workdir / "convergence.npz", **summary)
+    return {**converged(summary["mean"]).as_info(), "unit": judged[0][1],
+            "items": int(combined.shape[1])}
+
+
+@register_stage("attack", version="2", estimate=_estimate, available=_reason)
 def attack_stage(ctx: StageContext, config: dict[str, Any],
                  inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     """Run the attack (see the module docstring for the outputs)."""
@@ -274,15 +349,19 @@ def attack_stage(ctx: StageContext, config: dict[str, Any],
         raise StageUnavailableError(reason)
     dataset = load_dataset(inputs["data"])
     target = inputs["target"]
-    engine = _engine(ctx, config, inputs)
+    runs: Runs = []
+    engine = _recording(_engine(ctx, config, inputs), runs)
     items, adversarial, extras = _FAMILIES[config["family"]](ctx, config, dataset, target,
                                                              engine)
+    ctx.info["convergence"] = _convergence(ctx, config, runs)
     adversarial = np.ascontiguousarray(adversarial, dtype=np.uint8)
     clean = _images(dataset, items)
     np.save(ctx.workdir / "items.npy", np.asarray(items, dtype=np.int64))
     np.save(ctx.workdir / "adversarial.npy", adversarial)
     _save_examples(ctx, items, clean, adversarial, config["save_images"])
     feature_source = target if target.kind == "extractor" else target.find("extractor")
+    optimizer_steps = extras.pop("optimizer_steps", None)
     ctx.info.update({k: v for k, v in extras.items() if k != "success_rate"},
-                    items=len(items), family=config["family"], objective=config["objective"])
+                    items=len(items), family=config["family"], objective=config["objective"],
+                    budget=_budget(config, optimizer_steps))
     return _measure_rows(ctx, config, clean, adversarial, extras, feature_source)

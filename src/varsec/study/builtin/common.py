@@ -124,6 +124,57 @@ def category_code(dataset: Dataset, name: str) -> int:
     return dataset.catalog.category_code(value)
 
 
+def category_popularity(dataset: Dataset) -> list[dict[str, Any]]:
+    """Every catalog category with its training interactions and popularity rank (1 = the most
+    interacted with; ties broken by category code), most popular first."""
+    categories = np.asarray(dataset.catalog.categories, dtype=np.int64)
+    train = dataset.part("train")
+    counts = np.bincount(categories[np.asarray(train.item, dtype=np.int64)] + 1,
+                         minlength=int(categories.max(initial=-1)) + 2)[1:]
+    codes = np.unique(categories[categories >= 0])
+    order = sorted(codes.tolist(), key=lambda c: (-int(counts[c]), c))
+    return [{"category": dataset.catalog.category_name(code), "code": int(code),
+             "interactions": int(counts[code]), "rank": rank}
+            for rank, code in enumerate(order, start=1)]
+
+
+def choose_categories(dataset: Dataset, source: str | None,
+                      target: str | None) -> dict[str, Any]:
+    """Resolve a category attack's source / target (``auto``: 001's choice, the least popular
+    category as the source, the most popular as the target, by training interactions).
+
+    Returns the names, codes and popularity ranks of both, whether each was chosen
+    automatically, and the whole popularity table (what the report prints).
+    """
+    from varsec.study.schema import AUTO_CATEGORY
+
+    if dataset.catalog.categories is None:
+        raise DataError(f"catalog {dataset.catalog.name!r} has no categories; a category "
+                        "attack needs them.")
+    table = category_popularity(dataset)
+    if AUTO_CATEGORY in (source, target) and len(table) < 2:
+        raise DataError(f"catalog {dataset.catalog.name!r} has {len(table)} category; choosing "
+                        "a source and a target category automatically needs two or more.")
+    by_code = {entry["code"]: entry for entry in table}
+    named = {role: category_code(dataset, value) for role, value in
+             (("source", source), ("target", target)) if value not in (None, AUTO_CATEGORY)}
+    if target == AUTO_CATEGORY:
+        named["target"] = next(e["code"] for e in table if e["code"] != named.get("source"))
+    if source == AUTO_CATEGORY:
+        named["source"] = next(e["code"] for e in reversed(table)
+                               if e["code"] != named.get("target"))
+    choice: dict[str, Any] = {"categories": len(table), "popularity": table}
+    for role, value in (("source", source), ("target", target)):
+        code = named.get(role)
+        entry = by_code.get(code) if code is not None else None
+        choice[role] = None if code is None else dataset.catalog.category_name(code)
+        choice[f"{role}_code"] = code
+        choice[f"{role}_rank"] = None if entry is None else entry["rank"]
+        choice[f"{role}_interactions"] = None if entry is None else entry["interactions"]
+        choice[f"{role}_chosen"] = "auto" if value == AUTO_CATEGORY else "config"
+    return choice
+
+
 # -- replacing item content ----------------------------------------------------------------------
 def images_tensor(images_uint8: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """uint8 NCHW -> float32 [0, 1] tensor."""
@@ -203,6 +254,8 @@ def save_units(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 __all__ = [
     "category_code",
+    "category_popularity",
+    "choose_categories",
     "exclusion",
     "extractor_features",
     "features_of",

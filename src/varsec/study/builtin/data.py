@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from varsec.data.catalog import SPLIT_CODES, Dataset, ItemCatalog
+from varsec.errors import ConfigError
 from varsec.study.stages import StageContext, StageOutput, register_stage
 
 _SECONDS = {"quick": 5.0, "default": 15.0, "paper": 120.0}
+# Dataset keys that override the simulation profile's sizes.
+SIZE_KEYS = ("n_users", "n_warm_items", "n_cold_items")
 
 
 def build_dataset(config: dict[str, Any]) -> Dataset:
@@ -22,13 +28,47 @@ def build_dataset(config: dict[str, Any]) -> Dataset:
     source = open_source(config["source"], trust_pickle=config["trust_pickle"],
                          reviews=config["reviews"], features=config["features"])
     if isinstance(source, ItemCatalog):
-        return simulate_and_split(source, config["profile"], config["seed"],
+        return simulate_and_split(source, _simulation_profile(config), config["seed"],
                                   mode=config["split"], validation=config["validation"],
                                   k_core=config["k_core"])
+    sizes = [key for key in SIZE_KEYS if config.get(key) is not None]
+    if sizes:
+        raise ConfigError(f"dataset.{sizes[0]}: {config['source']!r} brings its own "
+                          "interactions; the simulation sizes (n_users, n_warm_items, "
+                          "n_cold_items) apply only to a catalog that varsec simulates.")
     if source.split is None:
         return leave_one_out(source, mode=config["split"], seed=config["seed"],
                              validation=config["validation"], k_core=config["k_core"])
     return source
+
+
+def _simulation_profile(config: dict[str, Any]) -> Any:
+    """The configured profile, with the sizes the dataset section overrides."""
+    from varsec.data.simulate import resolve_profile
+
+    profile = resolve_profile(config["profile"])
+    sizes = {key: config[key] for key in SIZE_KEYS if config.get(key) is not None}
+    return dataclasses.replace(profile, **sizes) if sizes else profile
+
+
+def serve_images(dataset: Dataset, config: dict[str, Any], scratch: Path) -> Dataset:
+    """``dataset`` with its catalog at the configured ``image_size`` and ``mode``.
+
+    Runs after the simulation, on the items the dataset kept: the simulator's styles (and its
+    oracle) come from the native pixels, so the simulated market is the same at every
+    resolution and the resolution is the only change. ``scratch`` is a ``.npy`` path for a
+    large result (memory-mapped).
+    """
+    from varsec.data.resample import is_native, resample_catalog
+
+    size, mode = config.get("image_size"), config.get("mode")
+    if is_native(dataset.catalog, size, mode):
+        return dataset
+    catalog = resample_catalog(dataset.catalog, size, mode, scratch=scratch)
+    meta = {**(dataset.meta or {}), "resampled": {
+        "from": list(dataset.catalog.image_shape or ()), "to": list(catalog.image_shape or ()),
+        "filter": "bicubic", "grey_to_rgb": "channel replication"}}
+    return dataclasses.replace(dataset, catalog=catalog, meta=meta)
 
 
 def dataset_info(dataset: Dataset) -> dict[str, Any]:
@@ -50,6 +90,7 @@ def dataset_info(dataset: Dataset) -> dict[str, Any]:
         "source": meta.get("source", dataset.catalog.name),
         "category_names": dataset.catalog.category_names,
         "image_shape": list(dataset.catalog.image_shape) if dataset.catalog.image_shape else None,
+        "resampled": meta.get("resampled"),
         "content_hash": dataset.content_hash(),
     }
 
@@ -59,7 +100,15 @@ def dataset_info(dataset: Dataset) -> dict[str, Any]:
 def data_stage(ctx: StageContext, config: dict[str, Any],
                inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     """Build and save the dataset (``dataset/``); no result rows."""
+    from varsec.data.resample import check_resample
+
+    check_resample(config.get("image_size"), config.get("mode"))
     dataset = build_dataset(config)
-    dataset.save(ctx.workdir / "dataset")
-    ctx.info.update(dataset_info(dataset))
+    # The scratch copy of large resampled images lives in the stage's own work directory and
+    # is gone before the stage's files are hashed.
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as scratch:
+        dataset = serve_images(dataset, config, Path(scratch) / "images.npy")
+        dataset.save(ctx.workdir / "dataset")
+        ctx.info.update(dataset_info(dataset))
+        del dataset  # release the memory map before its file is removed
     return []

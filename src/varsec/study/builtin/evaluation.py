@@ -2,11 +2,14 @@
 
 Scenarios (see :mod:`varsec.study.plan`) and the metrics they write:
 
-* ``ranking``: HR, NDCG, Recall @k, MRR, AUC per protocol (``full``, ``sampled-<n>``);
+* ``ranking``: HR, NDCG, Recall @k, MRR, AUC per protocol (``full``, ``sampled-<n>``); a clean,
+  undefended evaluation also writes ``HR_popularity@k``, the same protocol ranking items by
+  their number of training interactions (the floor a recommender must beat);
 * ``two-stage``: ``HR_test@N`` of the original test item among the K candidates and
   ``HR_cold@N`` of cooperative cold items (000 eq 5), protocol ``two-stage-<K>``;
 * ``promotion``: for the attacked cold items, ``HR_cold@N`` (adversarial), ``HR_coop@N`` (the
   same items' cooperative images), ``HR_test@N`` (test item beside the adversarial item),
+  ``HR_test_coop@N`` (beside the cooperative image: 000's availability baseline),
   ``delta_HR_cold@N`` and ``prediction_shift`` (000 eq 4-5);
 * ``category``: ``CHR@K`` (mean count of the source category in the top K, 001 Table 1) and
   ``CHR_share@K``;
@@ -25,7 +28,7 @@ import torch
 
 from varsec.errors import ConfigError
 from varsec.study.builtin.common import (
-    category_code,
+    choose_categories,
     exclusion,
     extractor_features,
     features_of,
@@ -110,9 +113,38 @@ def _ranking(ctx: StageContext, config: dict[str, Any],
         rows += value_rows(values, name, config, config["seed"])
         units[f"{name}|users"] = result.users
         units.update({f"{name}|{n}": v for n, v in values.items()})
+        if "attack" not in inputs and "defense" not in inputs:
+            rows += _popularity_rows(dataset, protocol, name, tests, excluded, config)
     save_units(ctx.workdir / UNITS, units)
     ctx.info.update(users=int(np.count_nonzero(tests >= 0)))
     return rows
+
+
+def _popularity_rows(dataset: Any, protocol: dict[str, Any], name: str, tests: np.ndarray,
+                     excluded: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``HR_popularity@k``: the same protocol ranking items by their training interactions, the
+    floor a recommender must beat before a claim may rest on it (report claims)."""
+    from varsec.data.catalog import SPLIT_CODES
+    from varsec.metrics.ranking import evaluate_full, evaluate_sampled
+
+    train = dataset.split == SPLIT_CODES["train"]
+    counts = np.bincount(dataset.interactions.item[train], minlength=dataset.n_items)
+    popularity = torch.as_tensor(counts, dtype=torch.float32)
+    ks = list(config["ks"])
+
+    def score_fn(users: torch.Tensor) -> torch.Tensor:
+        return popularity.expand(len(users), -1)
+
+    def score_items_fn(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return popularity[items.cpu()]
+
+    if protocol["kind"] == "full":
+        result = evaluate_full(score_fn, dataset.n_items, tests, excluded, ks=ks)
+    else:
+        result = evaluate_sampled(score_items_fn, dataset.n_items, tests, excluded,
+                                  n_negatives=protocol["negatives"], ks=ks, seed=config["seed"])
+    return value_rows({f"HR_popularity@{k}": result[f"HR@{k}"] for k in ks}, name, config,
+                      config["seed"])
 
 
 # -- AIP two-stage --------------------------------------------------------------------------------
@@ -197,6 +229,7 @@ def _promotion(ctx: StageContext, config: dict[str, Any],
         per_item[f"HR_cold@{n}"] = adv.hit(n).mean(0).numpy()
         per_item[f"HR_coop@{n}"] = coop.hit(n).mean(0).numpy()
         per_item[f"HR_test@{n}"] = adv.test_hit(n).mean(0).numpy()
+        per_item[f"HR_test_coop@{n}"] = coop.test_hit(n).mean(0).numpy()
         per_item[f"delta_HR_cold@{n}"] = per_item[f"HR_cold@{n}"] - per_item[f"HR_coop@{n}"]
     per_item["prediction_shift"] = (adv_scores - coop_scores).mean(0).numpy()
     rows = value_rows(per_item, protocol, config, config["seed"])
@@ -214,7 +247,12 @@ def _category(ctx: StageContext, config: dict[str, Any],
     dataset = load_dataset(inputs["data"])
     if dataset.catalog.categories is None:
         raise ConfigError("the category scenario needs item categories; the catalog has none.")
-    code = category_code(dataset, config["source_category"])
+    choice = choose_categories(dataset, config["source_category"],
+                               config.get("target_category"))
+    code = choice["source_code"]
+    if code is None:
+        raise ConfigError("the category scenario measures CHR@K of a source category; the "
+                          "attack names none (set source_category, or auto).")
     model = _model(ctx, inputs)
     k = int(config["chr_k"])
     users = np.flatnonzero(test_items(dataset, config["max_users"], config["seed"]) >= 0)
@@ -226,7 +264,8 @@ def _category(ctx: StageContext, config: dict[str, Any],
     rows = value_rows(values, "full", config, config["seed"])
     save_units(ctx.workdir / UNITS, {"users": users, **{f"users|{n}": v
                                                          for n, v in values.items()}})
-    ctx.info.update(source_category=config["source_category"], code=code, users=len(users))
+    ctx.info.update(source_category=choice["source"], code=code, users=len(users),
+                    categories=choice)
     return rows
 
 
@@ -294,7 +333,7 @@ def _estimate(config: dict[str, Any], study: Any) -> float:
     return 2.0 + scale * (len(config.get("protocols", [])) or 1)
 
 
-@register_stage("evaluation", version="1", estimate=_estimate)
+@register_stage("evaluation", version="2", estimate=_estimate)
 def evaluation_stage(ctx: StageContext, config: dict[str, Any],
                      inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     """Dispatch to the scenario's evaluation (see the module docstring)."""

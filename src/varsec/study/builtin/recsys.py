@@ -6,9 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from varsec.study.builtin.common import extractor_features, load_dataset
+from varsec.study.builtin.common import extractor_features, features_of, load_dataset
 from varsec.study.schema import RECSYS_NAMES
-from varsec.study.stages import StageContext, StageOutput, register_stage
+from varsec.study.stages import (
+    StageContext,
+    StageOutput,
+    StageUnavailableError,
+    register_stage,
+)
 
 _PROFILE_SECONDS = {"quick": 1.0, "default": 8.0, "paper": 80.0}
 
@@ -23,10 +28,31 @@ def _estimate(config: dict[str, Any], study: Any) -> float:
     return 2.0 + epochs * per_epoch
 
 
+def poisoned_features(ctx: StageContext, inputs: dict[str, StageOutput]) -> np.ndarray:
+    """The catalog's features with every attacked item's row extracted from its adversarial
+    uint8 image (001's poisoned catalog: the recommender is trained on these)."""
+    poison, extractor = inputs["poison"], inputs.get("extractor")
+    if extractor is None:
+        raise StageUnavailableError("a poisoned recommender needs the extractor that turns the "
+                                    "attacked images into features; this one has none.")
+    features = np.array(extractor_features(extractor), copy=True)
+    catalog = poison.file("catalog.npy")
+    if catalog.is_file():
+        items, images = np.arange(len(features)), np.load(catalog)
+    else:
+        items, images = np.load(poison.file("items.npy")), np.load(poison.file("adversarial.npy"))
+    if len(items):
+        features[items] = features_of(extractor, images, ctx.device)
+    ctx.info.update(poisoned_items=len(items), poison=poison.key[:12])
+    return features
+
+
 @register_stage("recommender", version="1", estimate=_estimate)
 def recommender_stage(ctx: StageContext, config: dict[str, Any],
                       inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
-    """``model.pt`` (two-stage: nothing to train; its parts are its inputs); no rows."""
+    """``model.pt`` (two-stage: nothing to train; its parts are its inputs); no rows. With a
+    ``poison`` input (an attack or defense stage) the model is trained on the attacked
+    catalog's features instead of the clean ones."""
     from varsec.recsys import create_recommender
 
     if config["kind"] == "two-stage":
@@ -36,6 +62,8 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
     features = None
     if "extractor" in inputs:
         features = extractor_features(inputs["extractor"])
+    if "poison" in inputs:
+        features = poisoned_features(ctx, inputs)
     model = create_recommender(RECSYS_NAMES[config["kind"]], **config["params"],
                                seed=config["seed"], device=ctx.device)
     model.fit(dataset, features=None if features is None else np.asarray(features))

@@ -3,7 +3,8 @@
 Everything is generated from the results table (plus the per-unit vectors the evaluations kept
 for paired tests): the data section (which says plainly when interactions were simulated), the
 run status (what did not run and why), the claims of the four works with held / not held /
-not run, the tables laid out like the papers' next to the papers' own numbers, and the figures.
+inconclusive (a model below its sanity floor, an attack that did not converge) / not run, the
+tables laid out like the papers' next to the papers' own numbers, and the figures.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import pandas as pd
 
 import varsec
 from varsec.io import atomic_path
-from varsec.study.report.claims import CLAIMS, HELD, NOT_HELD, NOT_RUN, evaluate_claims
+from varsec.study.report.claims import (
+    CLAIMS,
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    NOT_RUN,
+    evaluate_claims,
+)
+from varsec.study.report.convergence import NOTE as CONVERGENCE_NOTE
+from varsec.study.report.convergence import convergence_table
 from varsec.study.report.data import StudyResults
 from varsec.study.report.figures import draw_figures
 from varsec.study.report.render import Section, Table, to_html, to_latex, to_markdown
@@ -95,7 +105,9 @@ def _claims_section(results: StudyResults) -> tuple[Section, pd.DataFrame]:
     frame.index.name = "id"
     tally = Counter(v.status for _, v in verdicts)
     section.add("p", f"{tally.get(HELD, 0)} held, {tally.get(NOT_HELD, 0)} not held, "
-                f"{tally.get(NOT_RUN, 0)} not run (the study has no rows for them). Paired "
+                f"{tally.get(INCONCLUSIVE, 0)} inconclusive (a model the verdict rests on is "
+                "below its sanity floor, or an attack that did not converge leaves the verdict "
+                f"open), {tally.get(NOT_RUN, 0)} not run (the study has no rows for them). Paired "
                 f"tests use the per-user / per-item values at significance "
                 f"{results.config.evaluation.significance}.")
     section.add("table", Table(frame, "Headline claims of the four works, re-tested here",
@@ -123,6 +135,15 @@ def _table_sections(results: StudyResults) -> tuple[list[Section], list[Table]]:
         section.add("list", missing)
         sections.append(section)
     return sections, tables
+
+
+def _convergence_section(results: StudyResults) -> tuple[Section, Table] | None:
+    """The "Convergence" table of every iterative attack (None when the study has none)."""
+    frame = convergence_table(results)
+    if frame is None:
+        return None
+    table = Table(frame, f"This study. {CONVERGENCE_NOTE}", "convergence")
+    return Section("Convergence", [("table", table)]), table
 
 
 def _copy_adversarial_pngs(results: StudyResults) -> None:
@@ -158,6 +179,10 @@ def write_report(result: RunResult) -> Path:
     sections.append(claims)
     table_sections, tables = _table_sections(results)
     sections.extend(table_sections)
+    convergence = _convergence_section(results)
+    if convergence is not None:
+        sections.append(convergence[0])
+        tables.append(convergence[1])
     if results.config.report.figures:
         figure_section = Section("Figures")
         for path, caption in draw_figures(results, figures_dir):

@@ -42,7 +42,8 @@ class StudyResults:
         for column, wanted in filters.items():
             values = frame[column]
             if callable(wanted):
-                mask &= values.map(lambda v, f=wanted: bool(f(v)) if not pd.isna(v) else False)
+                mask &= values.map(lambda v, f=wanted: bool(f(v)) if not pd.isna(v)
+                                   else False).astype(bool)
             elif isinstance(wanted, list | tuple | set):
                 mask &= values.isin(list(wanted)).fillna(False).astype(bool)
             elif wanted is None:
@@ -121,6 +122,86 @@ class StudyResults:
 
     def clean(self) -> str:
         return CLEAN
+
+    # -- what a verdict rests on ----------------------------------------------------------------
+    def upstream(self, stage: Stage, kind: str) -> list[Stage]:
+        """The stages of ``kind`` that ``stage`` depends on (itself included when it is one),
+        nearest first."""
+        by_key = self.plan.by_key
+        found, queue, seen = [], [stage], set()
+        while queue:
+            node = queue.pop(0)
+            if node.key in seen:
+                continue
+            seen.add(node.key)
+            if node.kind == kind:
+                found.append(node)
+            queue.extend(by_key[k] for k in node.inputs.values() if k in by_key)
+        return found
+
+    def attack_stages(self, **labels: Any) -> list[Stage]:
+        """Finished attack stages with the given labels (``eps=None`` matches any eps)."""
+        eps = labels.pop("eps", None)
+        return [s for s in self.stages("attack", **labels)
+                if eps is None or s.labels.get("eps") == eps]
+
+    def convergence(self, stage: Stage) -> list[tuple[Stage, dict[str, Any] | None]]:
+        """Each attack stage upstream of ``stage`` (an evaluation, defense or attack stage) with
+        the convergence record its info.json holds (None: not recorded, e.g. an older cache)."""
+        records = []
+        for attack in self.upstream(stage, "attack"):
+            record = self.info(attack).get("convergence") if self.done(attack) else None
+            records.append((attack, record if isinstance(record, dict) else None))
+        return records
+
+    def recommender_kind(self, name: str | None) -> str | None:
+        """The kind of a recommender of the study (None when unknown)."""
+        section = self.config.recommenders.get(str(name)) if name else None
+        return section.kind if section else None
+
+    def components(self, name: str) -> list[str]:
+        """A two-stage recommender's first stage and ranker; any other recommender itself."""
+        section = self.config.recommenders.get(name)
+        if section is None or section.kind != "two-stage":
+            return [name]
+        return [str(part) for part in (section.first_stage, section.ranker) if part]
+
+    def classes(self) -> int | None:
+        """How many item categories the catalog has (None when it has none)."""
+        names = self.dataset_info.get("category_names")
+        return len(names) if names else None
+
+    def clean_accuracy(self, extractor: str) -> float | None:
+        """An extractor's clean test accuracy on the catalog's categories (mean over seeds;
+        the validation accuracy its training recorded when there is no test row)."""
+        value = self.value(protocol="classifier-test", metric="accuracy", extractor=extractor,
+                           attack=CLEAN)
+        if value is not None and np.isfinite(value):
+            return value
+        recorded = [(self.info(s).get("metrics") or {}).get("val_clean_acc")
+                    for s in self.stages("extractor", extractor=extractor)]
+        recorded = [float(v) for v in recorded if isinstance(v, int | float)]
+        return float(np.mean(recorded)) if recorded else None
+
+    def clean_hr(self, recommender: str, protocol: str, k: int,
+                 metric: str = "HR") -> float | None:
+        """A recommender's clean, undefended ``metric@k`` under ``protocol`` (mean over seeds);
+        ``metric="HR_popularity"`` gives the popularity baseline measured beside it."""
+        return self.value(recommender=recommender, protocol=protocol, metric=metric, k=k,
+                          attack=CLEAN, defense=CLEAN)
+
+    def detector_calibration(self, recommender: str | None) -> list[dict[str, Any]]:
+        """The calibration records of the detectors fitted for ``recommender`` (one per seed
+        and defense; a detector with a fixed threshold has none)."""
+        records = []
+        for stage in self.stages("defense", recommender=recommender):
+            if stage.config.get("action") != "fit":
+                continue
+            calibration = self.info(stage).get("calibration")
+            if isinstance(calibration, dict):
+                records.append({**calibration, "defense": stage.labels.get("defense"),
+                                "seed": stage.labels.get("seed")})
+        return records
 
     def select_stage(self, predicate: Callable[[Stage], bool]) -> list[Stage]:
         return [s for s in self.plan if self.done(s) and predicate(s)]

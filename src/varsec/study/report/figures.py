@@ -298,9 +298,17 @@ def defense_map(results: StudyResults, out: Path) -> list[Figure]:
              "Adversarial cold-item HR@5 behind each defense level (000 Table 7).")]
 
 
+def convergence_curves(results: StudyResults, out: Path) -> list[Figure]:
+    """Objective per step of every iterative attack, one figure per attack kind
+    (:func:`varsec.study.report.convergence.convergence_figures`)."""
+    from varsec.study.report.convergence import convergence_figures
+
+    return convergence_figures(results, out)
+
+
 FIGURES: list[Callable[[StudyResults, Path], list[Figure]]] = [
     quality_bars, promotion_bars, eps_sweeps, adversarial_grids, rank_shift_histograms,
-    embedding_tsne, detector_histograms, defense_map,
+    embedding_tsne, detector_histograms, defense_map, convergence_curves,
 ]
 
 

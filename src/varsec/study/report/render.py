@@ -89,10 +89,16 @@ thead th{background:#f3f3f3}caption{caption-side:top;text-align:left;font-style:
 padding-bottom:.3em}
 .note{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em;font-weight:600}
 .held{color:#11772d;font-weight:600}.not-held{color:#b3261e;font-weight:600}
-.not-run{color:#777}td.text{text-align:left}figure{margin:1em 0}
+.not-run{color:#777}.inconclusive{color:#8a5a00;font-weight:600;background:#fff4d6}
+td.text{text-align:left}figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}
 """
+
+
+# A verdict cell's class: coloured as a badge in the claims table.
+VERDICT_CSS = {"held": "held", "not held": "not-held", "not run": "not-run",
+               "inconclusive": "inconclusive"}
 
 
 def _html_table(table: Table) -> str:
@@ -104,7 +110,7 @@ def _html_table(table: Table) -> str:
         cells = [f"<td>{html.escape(str(index))}</td>"]
         for value in values:
             text = html.escape(cell(value))
-            css = {"held": "held", "not held": "not-held", "not run": "not-run"}.get(text)
+            css = VERDICT_CSS.get(text)
             if css is None and isinstance(value, str):
                 css = "text"
             cells.append(f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>")
