@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -126,6 +127,23 @@ def test_cli_simulate_refuses_outside_images_unless_allowed(shop, tmp_path, caps
     # Allowed, the folder loads; two items are too few to simulate, which is the next error.
     main(["data", "simulate", "--source", str(shop), "--out", str(out), "--allow-outside"])
     assert "outside the dataset folder" not in capsys.readouterr().err
+
+
+def test_a_study_refuses_outside_images_unless_its_dataset_allows_them(shop):
+    from varsec.study.builtin.data import build_dataset
+    from varsec.study.plan import data_config
+    from varsec.study.schema import load_study_text
+
+    _folder(shop, ["images/a.png", "../elsewhere/secret.png"])
+    text = f"study: s\ndataset: {{source: '{shop}'}}\n"
+    config = data_config(load_study_text(text))
+    assert "allow_outside" not in config  # absent from the data stage's key unless set
+    with pytest.raises(DataError, match="outside the dataset folder"):
+        build_dataset(config)
+    allowed = data_config(load_study_text(text.replace("}", ", allow_outside: true}")))
+    assert allowed["allow_outside"] is True
+    with contextlib.suppress(DataError):  # two items are too few for what follows loading
+        build_dataset(allowed)
 
 
 def test_open_source_passes_allow_outside(shop):

@@ -161,6 +161,8 @@ def _extractor_config(config: StudyConfig, name: str, seed: int) -> dict[str, An
     if section.train_on == "source" and section.training != "none" and not section.checkpoint:
         slice_["source"] = {k: getattr(config.dataset, k)
                             for k in ("source", "reviews", "features", "trust_pickle")}
+        if config.dataset.allow_outside:
+            slice_["source"]["allow_outside"] = True
     return slice_
 
 

@@ -158,6 +158,8 @@ class DatasetSection(Section):
                                 "the interactions")
     features: str | None = Field(None, description="Tradesy format: the image features file")
     trust_pickle: bool = Field(False, description="allow loading a DVBPR .npy (it is a pickle)")
+    allow_outside: bool | None = Field(None, description="folder format: allow items.csv to "
+                                       "name images outside the dataset folder (null = no)")
     image_size: int | None = Field(
         None, ge=8, le=512, description="serve the kept items' images at size x size pixels "
         "(Pillow bicubic, uint8, resampled once with the data); null = native; simulated "
@@ -175,7 +177,8 @@ class DatasetSection(Section):
 
 # Dataset keys that leave the data stage's config (and cache key) when null: studies without
 # them keep the cache of runs made before they existed.
-DATASET_OPTIONAL = ("image_size", "mode", "n_users", "n_warm_items", "n_cold_items")
+DATASET_OPTIONAL = ("allow_outside", "image_size", "mode", "n_users", "n_warm_items",
+                    "n_cold_items")
 
 
 def simulation_sizes(dataset: DatasetSection) -> dict[str, int]:

@@ -26,7 +26,8 @@ def build_dataset(config: dict[str, Any]) -> Dataset:
     from varsec.data.splits import leave_one_out
 
     source = open_source(config["source"], trust_pickle=config["trust_pickle"],
-                         reviews=config["reviews"], features=config["features"])
+                         reviews=config["reviews"], features=config["features"],
+                         allow_outside=bool(config.get("allow_outside")))
     if isinstance(source, ItemCatalog):
         return simulate_and_split(source, _simulation_profile(config), config["seed"],
                                   mode=config["split"], validation=config["validation"],

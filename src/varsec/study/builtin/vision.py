@@ -24,7 +24,8 @@ def _training_catalog(config: dict[str, Any], dataset: Dataset) -> ItemCatalog:
 
     spec = config["source"]
     source = open_source(spec["source"], trust_pickle=spec["trust_pickle"],
-                         reviews=spec["reviews"], features=spec["features"])
+                         reviews=spec["reviews"], features=spec["features"],
+                         allow_outside=bool(spec.get("allow_outside")))
     return source if isinstance(source, ItemCatalog) else source.catalog
 
 

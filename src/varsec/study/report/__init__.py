@@ -18,6 +18,10 @@ import pandas as pd
 
 import varsec
 from varsec.io import atomic_path
+from varsec.study.report.budgets import NOTE as BUDGET_NOTE
+from varsec.study.report.budgets import STEM as BUDGET_STEM
+from varsec.study.report.budgets import TITLE as BUDGET_TITLE
+from varsec.study.report.budgets import budget_table
 from varsec.study.report.claims import (
     CLAIMS,
     HELD,
@@ -146,6 +150,15 @@ def _convergence_section(results: StudyResults) -> tuple[Section, Table] | None:
     return Section("Convergence", [("table", table)]), table
 
 
+def _budget_section(results: StudyResults) -> tuple[Section, Table] | None:
+    """The budget each attack ran with beside the paper's (None when no stage recorded one)."""
+    frame = budget_table(results)
+    if frame is None:
+        return None
+    table = Table(frame, f"This study. {BUDGET_NOTE}", BUDGET_STEM)
+    return Section(BUDGET_TITLE, [("table", table)]), table
+
+
 def _copy_adversarial_pngs(results: StudyResults) -> None:
     """OUT/adversarial/<attack>[-eps<e>]-<target>[-<defense>]-seed<s>/: each attack's example
     PNGs (an adaptive attack names the defense it went through)."""
@@ -183,6 +196,10 @@ def write_report(result: RunResult) -> Path:
     if convergence is not None:
         sections.append(convergence[0])
         tables.append(convergence[1])
+    budgets = _budget_section(results)
+    if budgets is not None:
+        sections.append(budgets[0])
+        tables.append(budgets[1])
     if results.config.report.figures:
         figure_section = Section("Figures")
         for path, caption in draw_figures(results, figures_dir):
