@@ -220,3 +220,20 @@ evaluation:
   cold_items: 20
   bootstrap: 0
 """.replace("<recon>", TINY_RECON)
+
+
+def run_tiny_real_study(text: str, out):
+    """Run a study of real stages on the stand-in data and extractor, on one torch thread
+    (restored afterwards); returns the run's result."""
+    import torch
+
+    from varsec.study.runner import run_study
+    from varsec.study.schema import load_study_text
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tiny_data_stages():
+            return run_study(load_study_text(text), out, log=None)
+    finally:
+        torch.set_num_threads(before)

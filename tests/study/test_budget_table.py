@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from study_standins import tiny_data_stages
+from study_standins import run_tiny_real_study
 
 from varsec.study.cache import StageCache
 from varsec.study.report import write_report
@@ -23,7 +23,6 @@ from varsec.study.report.budgets import (
     budget_table,
 )
 from varsec.study.report.data import StudyResults
-from varsec.study.schema import load_study_text
 
 # Real attack stages on the tiny catalog (stand-in data and extractor only). insa declares the
 # paper's budget (4 epochs, lr 2, 64 users per step): 3 epochs at lr 4 are fewer steps at a
@@ -59,19 +58,7 @@ evaluation:
 
 @pytest.fixture(scope="module")
 def budget_run(tmp_path_factory):
-    import torch
-
-    from varsec.study.runner import run_study
-
-    out = tmp_path_factory.mktemp("budgets")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with tiny_data_stages():
-            result = run_study(load_study_text(STUDY), out, log=None)
-    finally:
-        torch.set_num_threads(before)
-    return result
+    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("budgets"))
 
 
 def _table_rows(markdown: str, title: str) -> list[list[str]]:

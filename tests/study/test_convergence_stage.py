@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from study_standins import tiny_data_stages
+from study_standins import run_tiny_real_study
 
 from varsec.metrics.convergence import RULE, converged
 from varsec.study.cache import StageCache
-from varsec.study.schema import load_study_text
 
 # Real attack stages on the tiny catalog (stand-in data and extractor only): Adam (INSA, EXPA),
 # PGD and FGSM on the classifier, C&W-L2 and c-SEMA.
@@ -44,19 +43,7 @@ evaluation:
 
 @pytest.fixture(scope="module")
 def convergence_run(tmp_path_factory):
-    import torch
-
-    from varsec.study.runner import run_study
-
-    out = tmp_path_factory.mktemp("convergence")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with tiny_data_stages():
-            result = run_study(load_study_text(STUDY), out, log=None)
-    finally:
-        torch.set_num_threads(before)
-    return result
+    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("convergence"))
 
 
 def _attack(run, name: str, eps: float | None = None):
