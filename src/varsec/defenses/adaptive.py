@@ -68,6 +68,10 @@ class DetectorAwareObjective(Objective):
         """As the base objective."""
         self.base.check_size(n_images)
 
+    def begin_step(self, step: int) -> None:
+        """As the base objective (INSA's user minibatches follow the engine's steps)."""
+        self.base.begin_step(step)
+
     def seen(self, reconstructed: Tensor) -> Tensor:
         """What the recommender sees: ``R(T(x'))`` (one draw of R) or ``T(x')``."""
         return reconstructed if self.random_layer is None else self.random_layer(reconstructed)
