@@ -23,6 +23,11 @@ from varsec.errors import ConfigError
 from varsec.vision.base import Backbone
 from varsec.vision.registry import register_backbone
 
+# Channels-last weights only from this width up: with fewer channels, oneDNN's channels-last
+# convolution backward (torch 2.14.1, CPU, 2+ threads, varying batch sizes) corrupts the heap
+# (glibc "corrupted size vs. prev_size", or a segfault); contiguous weights do not.
+CHANNELS_LAST_MIN_WIDTH = 16
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
@@ -93,7 +98,8 @@ class FmnistCNN(Backbone):
             cin = width
         self.fc = nn.Linear(cin, num_classes)
         self.feature_dims = {"pool": cin, "logits": num_classes}
-        self.to(memory_format=torch.channels_last)  # faster convolutions on CPU
+        if min(widths) >= CHANNELS_LAST_MIN_WIDTH:
+            self.to(memory_format=torch.channels_last)  # faster convolutions on CPU
 
     def _channel_text(self) -> str:
         return f"{self.input_channels}-channel" if self.input_channels == 1 else "1- or 3-channel"
