@@ -64,6 +64,9 @@ class SimulationProfile:
     taste_scale: float = 2.0
     zipf_exponent: float = 1.0
     popularity_weight: float = 1.0
+    #: 0 (the default): Zipf ranks are dealt to items at random, so popularity ignores looks;
+    #: rho > 0 deals them by ``rho * z(look appeal) + sqrt(1 - rho^2) * noise`` instead.
+    popularity_look_correlation: float = 0.0
 
     def __post_init__(self) -> None:
         positive_ints = ("n_users", "n_warm_items", "min_interactions", "style_dim")
@@ -90,6 +93,11 @@ class SimulationProfile:
         for name in ("affinity_concentration", "taste_scale"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"simulation profile {self.name!r}: {name} must be > 0.")
+        if not 0.0 <= self.popularity_look_correlation <= 1.0:
+            raise ConfigError(
+                f"simulation profile {self.name!r}: popularity_look_correlation must lie in "
+                f"[0, 1], got {self.popularity_look_correlation!r}."
+            )
 
     @property
     def n_items(self) -> int:
@@ -307,7 +315,7 @@ def build_world(
     n_categories = int(catalog.categories.max()) + 1
     if catalog.category_names:
         n_categories = max(n_categories, len(catalog.category_names))
-    return SimulatedWorld(
+    world = SimulatedWorld(
         profile=profile,
         seed=int(seed),
         catalog=world_catalog,
@@ -322,6 +330,32 @@ def build_world(
         tastes=(profile.taste_scale * rng.standard_normal((profile.n_users, profile.style_dim)))
         .astype(np.float32),
     )
+    if profile.popularity_look_correlation > 0:
+        world.log_popularity = _popularity_following_looks(world)
+    return world
+
+
+def look_appeal(world: SimulatedWorld) -> np.ndarray:
+    """Each item's mean true utility over users without its popularity term: how much its
+    category and look appeal to the simulated shoppers on average."""
+    categories = world.item_categories
+    affinity = world.affinity_logits().mean(axis=0)[categories]
+    return (affinity + world.styles @ world.tastes.mean(axis=0)).astype(np.float32)
+
+
+def _popularity_following_looks(world: SimulatedWorld) -> np.ndarray:
+    """The same Zipf log-popularity values, dealt so that their ranks follow look appeal with
+    correlation about ``rho`` (a Gaussian copula). Its noise has a stream of its own, so the
+    rest of the world is drawn exactly as with ``rho = 0``."""
+    rho = float(world.profile.popularity_look_correlation)
+    appeal = look_appeal(world).astype(np.float64)
+    spread = appeal.std()
+    z = (appeal - appeal.mean()) / spread if spread > 0 else np.zeros_like(appeal)
+    noise = np.random.default_rng([world.seed, 2]).standard_normal(len(appeal))
+    key = rho * z + np.sqrt(max(0.0, 1.0 - rho * rho)) * noise
+    dealt = np.empty_like(world.log_popularity)
+    dealt[np.argsort(-key, kind="stable")] = np.sort(world.log_popularity)[::-1]
+    return dealt
 
 
 # -- sampling -----------------------------------------------------------------------------------
@@ -456,6 +490,7 @@ __all__ = [
     "SimulatedWorld",
     "SimulationProfile",
     "build_world",
+    "look_appeal",
     "pixel_style_vectors",
     "resolve_profile",
     "sample_dataset",

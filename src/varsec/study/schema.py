@@ -173,12 +173,16 @@ class DatasetSection(Section):
                                      "(null = the profile's; keeps a resampled catalog small)")
     n_cold_items: int | None = Field(None, ge=1, description="simulated sources: cold items "
                                      "(null = the profile's)")
+    popularity_look_correlation: float | None = Field(
+        None, ge=0, le=1, description="simulated sources: how far popularity follows looks (0 "
+        "or null: Zipf ranks dealt at random, as by default; up to 1: ranked by the shoppers' "
+        "mean appeal of each item's category and look)")
 
 
 # Dataset keys that leave the data stage's config (and cache key) when null: studies without
 # them keep the cache of runs made before they existed.
 DATASET_OPTIONAL = ("allow_outside", "image_size", "mode", "n_users", "n_warm_items",
-                    "n_cold_items")
+                    "n_cold_items", "popularity_look_correlation")
 
 
 def simulation_sizes(dataset: DatasetSection) -> dict[str, int]:

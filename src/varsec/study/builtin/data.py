@@ -16,6 +16,8 @@ from varsec.study.stages import StageContext, StageOutput, register_stage
 _SECONDS = {"quick": 5.0, "default": 15.0, "paper": 120.0}
 # Dataset keys that override the simulation profile's sizes.
 SIZE_KEYS = ("n_users", "n_warm_items", "n_cold_items")
+# Simulation settings a dataset section may override (sizes and the popularity model).
+SIMULATION_KEYS = (*SIZE_KEYS, "popularity_look_correlation")
 
 
 def build_dataset(config: dict[str, Any]) -> Dataset:
@@ -32,11 +34,12 @@ def build_dataset(config: dict[str, Any]) -> Dataset:
         return simulate_and_split(source, _simulation_profile(config), config["seed"],
                                   mode=config["split"], validation=config["validation"],
                                   k_core=config["k_core"])
-    sizes = [key for key in SIZE_KEYS if config.get(key) is not None]
+    sizes = [key for key in SIMULATION_KEYS if config.get(key) is not None]
     if sizes:
         raise ConfigError(f"dataset.{sizes[0]}: {config['source']!r} brings its own "
-                          "interactions; the simulation sizes (n_users, n_warm_items, "
-                          "n_cold_items) apply only to a catalog that varsec simulates.")
+                          "interactions; the simulation settings (n_users, n_warm_items, "
+                          "n_cold_items, popularity_look_correlation) apply only to a catalog "
+                          "that varsec simulates.")
     if source.split is None:
         return leave_one_out(source, mode=config["split"], seed=config["seed"],
                              validation=config["validation"], k_core=config["k_core"])
@@ -48,7 +51,7 @@ def _simulation_profile(config: dict[str, Any]) -> Any:
     from varsec.data.simulate import resolve_profile
 
     profile = resolve_profile(config["profile"])
-    sizes = {key: config[key] for key in SIZE_KEYS if config.get(key) is not None}
+    sizes = {key: config[key] for key in SIMULATION_KEYS if config.get(key) is not None}
     return dataclasses.replace(profile, **sizes) if sizes else profile
 
 
