@@ -293,6 +293,16 @@ def test_at_does_not_stop_the_push_on_vbpr_both_ways(tmp_path):
     assert _taamr(tmp_path / "b", vbpr_rise=0.0).verdict("001-at-push").status == NOT_HELD
 
 
+def test_evasion_runs_do_not_count_for_001s_poisoning_claims(tmp_path):
+    evasion = TAAMR.replace("eps: [4, 8]}", "eps: [4, 8], threat: evasion}").replace(
+        "eps: [8]}", "eps: [8], threat: evasion}").replace(
+        "eps: [255]}", "eps: [255], threat: evasion}")
+    s = Synthetic(evasion, tmp_path)
+    for claim in ("001-at-push", "001-amr-at"):
+        verdict = s.verdict(claim)
+        assert verdict.status == NOT_RUN and "evasion runs do not count" in verdict.evidence
+
+
 def test_at_push_is_not_run_without_vbpr(tmp_path):
     s = Synthetic(TAAMR.replace("  vbpr-AT: {kind: vbpr, extractor: AT}\n", ""), tmp_path)
     verdict = s.verdict("001-at-push")

@@ -425,15 +425,24 @@ def transforms_do_not_remove_insa(results: StudyResults) -> Verdict:
 
 
 # -- 001: TAaMR -----------------------------------------------------------------------------------
+def _poisoning(results: StudyResults, label: str) -> bool:
+    """Whether a category attack's rows come from 001's own threat model (poisoning: the
+    recommender retrained on the attacked catalog); evasion runs are not 001's experiment."""
+    from varsec.study.schema import POISONING, attack_threat
+
+    attack = results.config.attacks.get(str(label).split("+")[0])
+    return attack is not None and attack_threat(attack) == POISONING
+
+
 def _category_pairs(results: StudyResults, kind: str) -> list[tuple[Stage, Stage]]:
     """(clean, attacked) category evaluations of recommenders of ``kind`` on robust
-    extractors."""
+    extractors, under poisoning only."""
     pairs = []
     clean = {(s.labels["recommender"], s.labels["seed"], s.config.get("source_category")): s
              for s in results.stages("evaluation", "category", attack=CLEAN, defense=CLEAN)}
     for stage in results.stages("evaluation", "category", defense=CLEAN):
-        if stage.labels["attack"] == CLEAN or \
-                results.recommender_kind(stage.labels["recommender"]) != kind or \
+        if stage.labels["attack"] == CLEAN or not _poisoning(results, stage.labels["attack"]) \
+                or results.recommender_kind(stage.labels["recommender"]) != kind or \
                 not results.robust(stage.labels["extractor"]):
             continue
         key = (stage.labels["recommender"], stage.labels["seed"],
@@ -462,7 +471,8 @@ def at_does_not_stop_push(results: StudyResults) -> Verdict:
     converge (a converged one might have pushed)."""
     pairs = _category_pairs(results, "vbpr")
     if not pairs:
-        return _not_run("category attacks on VBPR over adversarially trained extractors")
+        return _not_run("poisoning category attacks on VBPR over adversarially trained "
+                        "extractors (001's threat model; evasion runs do not count)")
     evidence = _Evidence(results)
     k = results.config.evaluation.chr_k
     by_model: dict[tuple, list[tuple[float, float, float, Stage]]] = {}
@@ -488,7 +498,8 @@ def amr_at_stops_push(results: StudyResults) -> Verdict:
     that did not converge leaves its "not raised" open."""
     pairs = _category_pairs(results, "amr")
     if not pairs:
-        return _not_run("category attacks on AMR over adversarially trained extractors")
+        return _not_run("poisoning category attacks on AMR over adversarially trained "
+                        "extractors (001's threat model; evasion runs do not count)")
     evidence = _Evidence(results)
     k = results.config.evaluation.chr_k
     for clean, attacked in pairs:
