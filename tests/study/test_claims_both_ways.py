@@ -129,13 +129,18 @@ evaluation:
 
 
 def _aip(tmp_path, insa=(0.6, 0.05), expa=(0.2, 0.05), test=(0.30, 0.30),
-         jpeg=(0.5, 0.05), adaptive=0.5, fit=True) -> Synthetic:
+         jpeg=(0.5, 0.05), adaptive=0.5, fit=True, ranker=0.5,
+         pipeline: float | None = None) -> Synthetic:
     """INSA / EXPA as (adversarial, cooperative) cold HR@5 means; test = (HR_test@5 beside the
-    adversarial item, beside the cooperative one)."""
+    adversarial item, beside the cooperative one); ranker: vbpr's own full HR@10; pipeline: the
+    clean pipeline's HR_test@10 (None: not recorded)."""
     s = Synthetic(AIP, tmp_path)
     s.extractor_accuracy("cnn", 0.9)
     s.recommender_hr("bpr", 0.5 if fit else 0.1)
-    s.recommender_hr("vbpr", 0.5)
+    s.recommender_hr("vbpr", ranker)
+    if pipeline is not None:
+        stage = s.one("evaluation", "two-stage", attack="none", defense="none")
+        s.row(stage, "HR_test", pipeline, k=10, protocol="two-stage-20")
     for attack, (adv, coop) in (("insa", insa), ("expa", expa)):
         stage = s.one("evaluation", "promotion", attack=attack, defense="none")
         a, c = s.vector(adv), s.vector(coop)
@@ -184,6 +189,21 @@ def test_a_recommender_below_popularity_makes_the_aip_claims_inconclusive(tmp_pa
     assert "recommender bpr: clean full HR@10 0.1000, not above the popularity ranking's " \
         "0.2000" in verdict.reason
     assert s.verdict("000-promote").status == INCONCLUSIVE
+
+
+def test_a_pipeline_is_judged_as_a_whole_and_its_weak_ranker_is_noted(tmp_path):
+    # a content-only ranker (DVBPR) may lose to popularity alone and still rank the first
+    # stage's candidates well: the pipeline beats popularity, the verdict stands
+    s, verdict = _aip_verdict(tmp_path / "a", "000-insa", ranker=0.1, pipeline=0.4)
+    assert verdict.status == HELD
+    assert "ranker vbpr alone: full HR@10 0.1000 vs popularity 0.2000, judged inside " \
+        "pipeline pipe" in verdict.evidence
+    _, verdict = _aip_verdict(tmp_path / "b", "000-insa", ranker=0.5, pipeline=0.15)
+    assert verdict.status == INCONCLUSIVE
+    assert "recommender pipe: clean HR_test@10 of the pipeline (popularity by full ranking) " \
+        "0.1500, not above the popularity ranking's 0.2000" in verdict.reason
+    _, verdict = _aip_verdict(tmp_path / "c", "000-insa", pipeline=0.4)
+    assert verdict.status == HELD and "ranker vbpr alone" not in verdict.evidence
 
 
 def test_missing_convergence_and_floors_are_named_but_block_nothing(tmp_path):

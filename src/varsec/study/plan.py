@@ -44,6 +44,7 @@ from varsec.study.schema import (
     attack_objective,
     attack_threat,
     defense_params,
+    diagnosis_attack,
     ranking_model,
     reconstructable,
 )
@@ -51,6 +52,7 @@ from varsec.study.stages import Stage, stage_key
 
 CLEAN = "none"
 ADAPTIVE = "+adaptive"  # suffix of the attack label of an attack run through a defense
+DIAGNOSE = "+diagnose"  # suffix of the attack label of an attack's diagnosis sweep
 # What the default resources of a stage kind are on a GPU study (no stage requires a GPU).
 GPU_KINDS = ("extractor", "recommender", "attack", "defense")
 
@@ -257,7 +259,7 @@ def _attack_config(config: StudyConfig, attack: AttackSection, eps: float | None
                    seed: int) -> dict[str, Any]:
     slice_ = attack.model_dump(mode="json")
     # threat: the same adversarial images serve both threat models (one attack stage)
-    for key in ("eps", "evaluate", "recommender", "extractor", "threat"):
+    for key in ("eps", "evaluate", "recommender", "extractor", "threat", "diagnose"):
         slice_.pop(key, None)
     slice_.update(eps=eps, seed=seed, objective=attack_objective(attack),
                   items=attack_items(attack), family=attack_family(attack))
@@ -281,16 +283,36 @@ def _plan_attacks(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                 run = _AttackRun(name, target, eps, stage)
                 runs.append(run)
                 _attack_evaluations(planner, data, extractors, models, run, seed, base)
+            _plan_diagnosis(planner, data, extractors, models, name, attack, role, target,
+                            seed, base)
     return runs
+
+
+def _plan_diagnosis(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                    models: dict[str, Stage], name: str, attack: AttackSection, role: str,
+                    target: str, seed: int, base: dict[str, Any]) -> None:
+    """The attack's ``diagnose`` sweep on one target, evaluated like the attack (attack label
+    ``<attack>+diagnose``); no defense is applied to it."""
+    sweep = diagnosis_attack(attack)
+    if sweep is None or (attack.diagnose.targets and target not in attack.diagnose.targets):
+        return
+    for eps in sweep.eps:
+        stage = _attack_stage(planner, data, extractors, models, name, sweep, role, target, eps,
+                              seed, base, label=f"{name}{DIAGNOSE}", diagnosis=True)
+        _attack_evaluations(planner, data, extractors, models,
+                            _AttackRun(name, target, eps, stage), seed, base)
 
 
 def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                   models: dict[str, Stage], name: str, attack: AttackSection, role: str,
                   target: str, eps: float | None, seed: int, base: dict[str, Any],
                   through: dict[str, Any] | None = None, fitted: Stage | None = None,
-                  label: str | None = None, defense: str | None = None) -> Stage:
+                  label: str | None = None, defense: str | None = None,
+                  diagnosis: bool = False) -> Stage:
     config = planner.config
     slice_ = _attack_config(config, attack, eps, seed)
+    if diagnosis:  # its own stage even where it repeats one of the attack's runs
+        slice_["diagnosis"] = True
     inputs: dict[str, Stage] = {"data": data}
     if role == "recommender":
         inputs["target"] = models[target]
@@ -364,7 +386,7 @@ def _category_evaluations(planner: _Planner, data: Stage, models: dict[str, Stag
     threat = attack_threat(attack) or POISONING
     extra = _family_extra(attack)
     adaptive = str(run.stage.labels["attack"]).endswith(ADAPTIVE)
-    label = threat_label(run.name + (ADAPTIVE if adaptive else ""), threat)
+    label = threat_label(str(run.stage.labels["attack"]), threat)
     override = {"attack": label, "eps": run.eps,
                 "defense": defense.labels["defense"] if defense is not None else CLEAN}
     for rec in recommenders:
@@ -523,4 +545,4 @@ def _clean_cost(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                         defense=stage)
 
 
-__all__ = ["ADAPTIVE", "CLEAN", "Plan", "dataset_label", "plan_study", "threat_label"]
+__all__ = ["ADAPTIVE", "CLEAN", "DIAGNOSE", "Plan", "dataset_label", "plan_study", "threat_label"]

@@ -254,6 +254,18 @@ class PaperBudget(Section):
     note: str = Field("", description="where the paper gives it, e.g. AIP sec 5.2.2")
 
 
+class DiagnoseSection(Section):
+    """A sweep the study runs to diagnose a claim that does not hold at the attack's own budget:
+    the same attack (same targets, items and step rule) at more eps and, optionally, more
+    steps. Its rows carry the attack label ``<attack>+diagnose``; no claim rests on them, and
+    the report says, per claim not held, the smallest eps of the sweep at which it holds."""
+
+    eps: EpsList = Field(default_factory=list, description="the eps of the sweep, 8-bit levels")
+    steps: int | None = Field(None, ge=1, description="its iterations (default: the attack's)")
+    targets: NameList = Field(default_factory=list, description="the attack's recommenders or "
+                              "extractors it sweeps (default: every one)")
+
+
 class AttackSection(Section):
     """An attack run at every eps of its list against every model it targets (section 7).
 
@@ -312,6 +324,19 @@ class AttackSection(Section):
                                              "step_size in 8-bit levels, note), reported "
                                              "beside the one used")
     save_images: int = Field(8, ge=0, description="adversarial PNGs kept per run for the report")
+    diagnose: DiagnoseSection | None = Field(None, description="a sweep over larger eps (and "
+                                             "steps) that says what a claim not held here would "
+                                             "take: rows labelled <attack>+diagnose, the "
+                                             "report's Diagnosis table; null = none")
+
+
+def diagnosis_attack(attack: AttackSection) -> AttackSection | None:
+    """The attack as its ``diagnose`` sweep runs it (None when it has none)."""
+    sweep = attack.diagnose
+    if sweep is None:
+        return None
+    return attack.model_copy(update={"eps": list(sweep.eps), "diagnose": None,
+                                     "steps": sweep.steps or attack.steps})
 
 
 class DefenseSection(Section):
@@ -989,6 +1014,16 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                                  "source_category and a target_category."))
     if attack.kind != "csema" and not attack.eps:
         problems.append(((*here, "eps"), "give at least one eps (8-bit levels)."))
+    if attack.diagnose is not None and attack.kind == "csema":
+        problems.append(((*here, "diagnose"), "c-SEMA has no eps to sweep; remove diagnose."))
+    elif attack.diagnose is not None and not attack.diagnose.eps:
+        problems.append(((*here, "diagnose", "eps"), "give at least one eps to sweep (8-bit "
+                         "levels)."))
+    for i, ref in enumerate(attack.diagnose.targets if attack.diagnose else []):
+        if ref not in [*attack.recommender, *attack.extractor]:
+            problems.append(((*here, "diagnose", "targets", i), f"{ref!r} is not a target of "
+                             f"this attack (its targets: "
+                             f"{', '.join([*attack.recommender, *attack.extractor])})."))
     per_step = attack.params.get("users_per_step")
     if per_step is not None and (attack.kind != "insa" or isinstance(per_step, bool)
                                  or not isinstance(per_step, int) or per_step < 1):
@@ -1082,20 +1117,26 @@ def budget_warnings(config: StudyConfig) -> list[Problem]:
     without the x 255). :func:`study_from_data` emits them as VarsecWarning before any compute."""
     found: list[Problem] = []
     for name, attack in config.attacks.items():
-        if attack.kind == "csema":
-            continue
-        short = [(eps, reach) for eps in attack.eps
-                 if (reach := attack_reach(config, attack, eps)) is not None
-                 and reach.levels < eps * (1 - 1e-9)]
-        if not short:
-            continue
-        listed = ", ".join(f"{eps:g}" for eps, _ in short)
-        reach = short[-1][1]
-        found.append((("attacks", name), f"{reach.detail} = {reach.levels:g} 8-bit levels cannot "
-                      f"reach eps {listed}: the perturbation stops short of its budget; raise "
-                      "steps or the step size (step sizes are in 8-bit levels: a rate in [0, 1] "
-                      "units x 255)."))
+        found += _budget_warning(config, ("attacks", name), attack)
+        sweep = diagnosis_attack(attack)
+        if sweep is not None:
+            found += _budget_warning(config, ("attacks", name, "diagnose"), sweep)
     return found
+
+
+def _budget_warning(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
+    if attack.kind == "csema":
+        return []
+    short = [(eps, reach) for eps in attack.eps
+             if (reach := attack_reach(config, attack, eps)) is not None
+             and reach.levels < eps * (1 - 1e-9)]
+    if not short:
+        return []
+    listed = ", ".join(f"{eps:g}" for eps, _ in short)
+    reach = short[-1][1]
+    return [(here, f"{reach.detail} = {reach.levels:g} 8-bit levels cannot reach eps {listed}: "
+             "the perturbation stops short of its budget; raise steps or the step size (step "
+             "sizes are in 8-bit levels: a rate in [0, 1] units x 255).")]
 
 
 def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> list[Problem]:
@@ -1350,6 +1391,7 @@ __all__ = [
     "DatasetSection",
     "DefenseParams",
     "DefenseSection",
+    "DiagnoseSection",
     "EvaluationSection",
     "ExecutorSection",
     "ExtractorSection",
@@ -1364,6 +1406,7 @@ __all__ = [
     "attack_threat",
     "check_references",
     "defense_params",
+    "diagnosis_attack",
     "load_study",
     "load_study_text",
     "ranking_model",

@@ -33,6 +33,7 @@ from varsec.study.report.claims import (
 from varsec.study.report.convergence import NOTE as CONVERGENCE_NOTE
 from varsec.study.report.convergence import convergence_table
 from varsec.study.report.data import StudyResults
+from varsec.study.report.diagnosis import DIAGNOSIS_NOTE, diagnosis_table
 from varsec.study.report.figures import draw_figures
 from varsec.study.report.render import Section, Table, to_html, to_latex, to_markdown
 from varsec.study.report.tables import TABLES
@@ -99,9 +100,9 @@ def _run_section(results: StudyResults, seconds: float) -> Section:
     return section
 
 
-def _claims_section(results: StudyResults) -> tuple[Section, pd.DataFrame]:
+def _claims_section(results: StudyResults) -> tuple[Section, pd.DataFrame, list]:
     section = Section("Claims")
-    verdicts = evaluate_claims(results)
+    verdicts = evaluate_claims(results.primary())
     frame = pd.DataFrame(
         [{"paper": claim.paper, "claim": claim.statement, "verdict": verdict.status,
           "evidence": verdict.evidence, "test": verdict.test} for claim, verdict in verdicts],
@@ -116,7 +117,17 @@ def _claims_section(results: StudyResults) -> tuple[Section, pd.DataFrame]:
                 f"{results.config.evaluation.significance}.")
     section.add("table", Table(frame, "Headline claims of the four works, re-tested here",
                                "claims"))
-    return section, frame
+    return section, frame, verdicts
+
+
+def _diagnosis_section(results: StudyResults, verdicts: list) -> tuple[Section, Table] | None:
+    """What each claim not held would take, from the study's diagnosis sweeps (None when every
+    claim holds or is open)."""
+    frame = diagnosis_table(results, verdicts)
+    if frame is None:
+        return None
+    table = Table(frame, f"This study. {DIAGNOSIS_NOTE}", "diagnosis")
+    return Section("Diagnosis of the claims not held", [("table", table)]), table
 
 
 def _table_sections(results: StudyResults) -> tuple[list[Section], list[Table]]:
@@ -188,9 +199,13 @@ def write_report(result: RunResult) -> Path:
     sections = [_data_section(results), _run_section(results, result.seconds)]
     if results.config.description:
         sections.insert(0, Section("Study", [("p", results.config.description)]))
-    claims, _ = _claims_section(results)
+    claims, _, verdicts = _claims_section(results)
     sections.append(claims)
-    table_sections, tables = _table_sections(results)
+    diagnosis = _diagnosis_section(results, verdicts)
+    table_sections, tables = _table_sections(results.primary())
+    if diagnosis is not None:
+        sections.append(diagnosis[0])
+        tables.append(diagnosis[1])
     sections.extend(table_sections)
     convergence = _convergence_section(results)
     if convergence is not None:
@@ -202,7 +217,7 @@ def write_report(result: RunResult) -> Path:
         tables.append(budgets[1])
     if results.config.report.figures:
         figure_section = Section("Figures")
-        for path, caption in draw_figures(results, figures_dir):
+        for path, caption in draw_figures(results.primary(), figures_dir):
             figure_section.add("figure", (path, caption))
         if figure_section.blocks:
             sections.append(figure_section)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 from varsec.study.cache import UNITS, StageCache
 from varsec.study.execute import StageStatus
-from varsec.study.plan import Plan
+from varsec.study.plan import DIAGNOSE, Plan
 from varsec.study.results import CLEAN
 from varsec.study.schema import StudyConfig
 from varsec.study.stages import Stage
@@ -190,6 +191,13 @@ class StudyResults:
         return self.value(recommender=recommender, protocol=protocol, metric=metric, k=k,
                           attack=CLEAN, defense=CLEAN)
 
+    def clean_pipeline_hr(self, recommender: str, k: int) -> float | None:
+        """A two-stage recommender's clean, undefended ``HR_test@k``: how often its pipeline
+        ranks the user's test item in the top k (mean over seeds)."""
+        rows = self.rows(recommender=recommender, metric="HR_test", k=k, attack=CLEAN,
+                         defense=CLEAN, protocol=lambda p: str(p).startswith("two-stage"))
+        return float(rows["value"].mean()) if len(rows) else None
+
     def detector_calibration(self, recommender: str | None) -> list[dict[str, Any]]:
         """The calibration records of the detectors fitted for ``recommender`` (one per seed
         and defense; a detector with a fixed threshold has none)."""
@@ -205,6 +213,63 @@ class StudyResults:
 
     def select_stage(self, predicate: Callable[[Stage], bool]) -> list[Stage]:
         return [s for s in self.plan if self.done(s) and predicate(s)]
+
+    # -- diagnosis sweeps -----------------------------------------------------------------------
+    def primary(self) -> StudyResults:
+        """These results without the diagnosis sweeps (what the claims and tables rest on)."""
+        return self._relabelled(lambda label, eps: None if DIAGNOSE in label else label)
+
+    def sweeps(self) -> list[tuple[str, list[float]]]:
+        """(attack, the eps its diagnosis sweep finished at, ascending) for every sweep."""
+        found = []
+        for name, attack in self.config.attacks.items():
+            if attack.diagnose is None:
+                continue
+            done = {float(s.labels["eps"]) for s in self.stages("attack", attack=name + DIAGNOSE)
+                    if s.labels.get("eps") is not None}
+            if done:
+                found.append((name, sorted(done)))
+        return found
+
+    def sweep_view(self, attack: str, eps: float) -> StudyResults:
+        """These results as if ``attack`` had run only at its diagnosis sweep's ``eps``: the
+        sweep's stages and rows at that eps take the attack's labels, the attack's own runs (and
+        every other sweep) are left out."""
+        sweep = attack + DIAGNOSE
+
+        def relabel(label: str, at: float | None) -> str | None:
+            if label.startswith(sweep):
+                same = at is not None and math.isclose(at, eps)
+                return attack + label[len(sweep):] if same else None
+            if label == attack or label.startswith(attack + "+") or DIAGNOSE in label:
+                return None
+            return label
+        return self._relabelled(relabel)
+
+    def _relabelled(self, relabel: Callable[[str, float | None], str | None]) -> StudyResults:
+        """A copy whose stages and rows carry ``relabel(attack label, eps)`` (None: dropped)."""
+        stages = []
+        for stage in self.plan:
+            label = stage.labels.get("attack")
+            if label is None:
+                stages.append(stage)
+                continue
+            new = relabel(str(label), _eps(stage.labels.get("eps")))
+            if new is not None:
+                stages.append(stage if new == label else
+                              replace(stage, labels={**stage.labels, "attack": new}))
+        table = self.table.copy()
+        if len(table):
+            labels = [relabel(str(a), _eps(e)) if not pd.isna(a) else a
+                      for a, e in zip(table["attack"], table["eps"], strict=True)]
+            keep = [a is not None for a in labels]
+            table["attack"] = [a for a in labels]
+            table = table[keep].reset_index(drop=True)
+        return StudyResults(self.config, table, Plan(stages), self.statuses, self.out)
+
+
+def _eps(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 __all__ = ["ADVERSARIAL_TRAINING", "StudyResults"]
