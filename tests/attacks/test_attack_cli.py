@@ -153,7 +153,7 @@ def test_bad_settings_are_one_sentence_errors(files, tmp_path, simulated):
     with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 0"):
         AttackJob.build(None, {**base, "steps": 0})
     with pytest.raises(ConfigError, match="attack must be one of"):
-        AttackJob.build(None, {**base, "attack": "deepfool"})
+        AttackJob.build(None, {**base, "attack": "deep-fool"})
     config = tmp_path / "bad.yaml"
     config.write_text("epsilon: 8\n")
     with pytest.raises(ConfigError, match="unknown setting 'epsilon'"):

@@ -194,7 +194,7 @@ def test_a_recommender_below_popularity_makes_the_aip_claims_inconclusive(tmp_pa
 def test_a_pipeline_is_judged_as_a_whole_and_its_weak_ranker_is_noted(tmp_path):
     # a content-only ranker (DVBPR) may lose to popularity alone and still rank the first
     # stage's candidates well: the pipeline beats popularity, the verdict stands
-    s, verdict = _aip_verdict(tmp_path / "a", "000-insa", ranker=0.1, pipeline=0.4)
+    _, verdict = _aip_verdict(tmp_path / "a", "000-insa", ranker=0.1, pipeline=0.4)
     assert verdict.status == HELD
     assert "ranker vbpr alone: full HR@10 0.1000 vs popularity 0.2000, judged inside " \
         "pipeline pipe" in verdict.evidence

@@ -106,7 +106,8 @@ def test_a_good_study_loads_with_eps_lists_and_single_names():
     (GOOD + "  pgd: {kind: pgd, objective: classifier-targeted, extractor: cnn}\n",
      "attacks.pgd.source_category: a targeted classifier attack needs"),
     (GOOD + "defenses:\n  j: {kind: jpeg, strengths: [101]}\n",
-     "defenses.j.strengths[0]: a JPEG quality is an integer in [1, 100], got 101."),
+     "defenses.j.strengths[0]: JPEG compression parameter quality must be an integer >= 1 and "
+     "<= 95, got 101."),
     (GOOD + "defenses:\n  j: {kind: jpeg, attacks: [nope]}\n",
      "defenses.j.attacks[0]: 'nope' is not an attack of this study (known: insa)."),
     (GOOD + "defenses:\n  at: {kind: adversarial-training, extractor: [cnn]}\n",

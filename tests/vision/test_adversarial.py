@@ -9,7 +9,7 @@ import torch
 import torchattacks
 
 from varsec.errors import ConfigError
-from varsec.vision import check_eps, create_backbone, eval_mode, pgd_linf, quantize
+from varsec.vision import check_eps, create_backbone, eval_mode, pgd_linf, quantize_float
 from varsec.vision.adversarial import default_alpha, project
 
 
@@ -58,7 +58,7 @@ def test_pgd_stays_inside_the_eps_ball_and_the_pixel_range(fixed_model, batch):
     assert float(adv.min()) >= 0 and float(adv.max()) <= 1
     with torch.no_grad():
         clean_acc = (fixed_model(images).argmax(1) == labels).float().mean()
-        adv_acc = (fixed_model(quantize(adv, images, 8)).argmax(1) == labels).float().mean()
+        adv_acc = (fixed_model(quantize_float(adv, images, 8)).argmax(1) == labels).float().mean()
     assert adv_acc < clean_acc
 
 
@@ -86,7 +86,7 @@ def test_targeted_pgd_moves_towards_the_target(fixed_model, batch):
                    random_init=False)
     with torch.no_grad():
         before = (fixed_model(images).argmax(1) == 7).float().mean()
-        after = (fixed_model(quantize(adv, images, 16)).argmax(1) == 7).float().mean()
+        after = (fixed_model(quantize_float(adv, images, 16)).argmax(1) == 7).float().mean()
     assert after > before
 
 
@@ -96,10 +96,11 @@ def test_zero_steps_without_random_start_is_the_clean_image(fixed_model, batch):
                                         random_init=False), images)
 
 
-def test_quantize_rounds_to_uint8_and_honours_a_fractional_eps():
+def test_quantize_float_rounds_to_the_grid_and_honours_a_fractional_eps():
     clean = torch.tensor([0.0, 100.0, 200.0, 255.0]) / 255
     adv = clean + torch.tensor([7.6, -7.6, 3.4, 1.0]) / 255
-    out = quantize(adv, clean, eps=7.65)
+    out = quantize_float(adv, clean, eps=7.65)
+    assert out.dtype == torch.float32
     levels = out * 255
     torch.testing.assert_close(levels, torch.round(levels))
     assert float((levels - clean * 255).abs().max()) <= 7.0 + 1e-4

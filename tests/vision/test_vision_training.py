@@ -23,12 +23,13 @@ from varsec.vision.training.free_at import FreeAdversarialTraining
         ("eps", 0, r"eps must lie in \[1, 255\]"),
         ("eps", 256, r"eps must lie in \[1, 255\] 8-bit levels .*got 256"),
         ("alpha", -1, r"alpha must lie in \(0, 255\]"),
-        ("mode", "fgsm-at", "mode must be one of standard, pgd-at, free-at, curriculum-at"),
+        ("mode", "fgsm-at",
+         "mode must be one of 'standard', 'pgd-at', 'free-at', 'curriculum-at', got 'fgsm-at'"),
         ("epochs", 0, "epochs must be an integer >= 1"),
-        ("lr", 0, "lr must be positive"),
-        ("val_fraction", 1.0, r"val_fraction must lie in \(0, 1\)"),
-        ("adv_fraction", 0, r"adv_fraction must lie in \(0, 1\]"),
-        ("optimizer", "lbfgs", "optimizer must be one of sgd, adam"),
+        ("lr", 0, r"lr must be a number > 0, got 0\."),
+        ("val_fraction", 1.0, r"val_fraction must be a number > 0 and < 1, got 1\.0\."),
+        ("adv_fraction", 0, r"adv_fraction must be a number > 0 and <= 1, got 0\."),
+        ("optimizer", "lbfgs", "optimizer must be one of 'sgd', 'adam', got 'lbfgs'"),
     ],
 )
 def test_bad_training_config_values_are_config_errors(field, value, match):

@@ -17,7 +17,7 @@ Items in no training triplet (cold items) get no gradient and keep their image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -27,8 +27,11 @@ from torch import Tensor, nn
 from varsec.attacks.hooks import catalog_pixels
 from varsec.attacks.insa import recommender_modules, require_visual
 from varsec.attacks.objectives import Objective
+from varsec.attacks.registry import AttackMethod, register_attack, register_objective
 from varsec.data.catalog import Dataset
 from varsec.errors import ConfigError, DataError
+from varsec.params import Param
+from varsec.vision.perturbation import uint8_to_float
 
 SCORE_CHUNK = 512  # users per catalog-scoring block, items per clean image-scoring block
 
@@ -45,6 +48,7 @@ class _Entries:
     indptr: Tensor  # entries of position p: [indptr[p], indptr[p + 1]) after sorting
 
 
+@register_objective("bpr")
 class BPRUntargeted(Objective):
     """Raise the BPR loss of the training triplets through item images (002 eq 3-4)."""
 
@@ -135,7 +139,7 @@ class BPRUntargeted(Objective):
             rows = torch.arange(int(indptr[block[0]]), int(indptr[block[-1] + 1]))
             if len(rows) == 0:
                 continue
-            images = self.images[block].to(device).float().div_(255.0)
+            images = uint8_to_float(self.images[block], device)
             out[rows] = self._pair_scores(images, position[rows] - block[0], user[rows]).cpu()
         return out
 
@@ -196,6 +200,28 @@ def poison_catalog(
     result = run_attack(objective, objective.images, rule, batch_size=batch_size, seed=seed,
                         desc="BPR-untargeted", **engine_options)
     return objective.items, result
+
+
+@register_attack("bpr-untargeted")
+class BPRUntargetedAttack(AttackMethod):
+    """Yin et al.'s untargeted attack (002 eq 3-4): every item image perturbed against the BPR
+    loss of a pairwise visual recommender; one step is FGSM, more are PGD."""
+
+    objective = "bpr"
+    uses_alpha = True
+    title = "BPR-untargeted"
+    paper = "002 eq 3-4"
+    params: ClassVar[dict[str, Param]] = {
+        "random_start": Param(True, bool, doc="PGD: start from a random point of the eps-ball")}
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        from varsec.attacks.engine import FGSMStep, PGDStep
+
+        if steps <= 1:
+            return FGSMStep(eps=eps)
+        return PGDStep(eps=eps, alpha=alpha, steps=steps,
+                       random_start=params.get("random_start", True))
 
 
 __all__ = ["BPRUntargeted", "poison_catalog"]

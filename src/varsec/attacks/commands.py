@@ -34,9 +34,9 @@ import pandas as pd
 import torch
 import typer
 
+from varsec.attacks.registry import attack_method, attack_names
 from varsec.errors import ConfigError, DataError, VarsecWarning
 
-ATTACKS = ("fgsm", "pgd", "pgd-l2", "adam", "cw-l2", "cw-linf", "csema")
 OBJECTIVES = ("classifier", "feature", "insa", "bpr")
 RESULT_COLUMNS = ["model", "item_id", "attack", "objective", "eps", "metric", "value", "note"]
 # Settings that may differ between a run and its --resume (the models are checked one by one).
@@ -89,16 +89,18 @@ class AttackJob:
         """ConfigError for unknown names and out-of-range values (one sentence each)."""
         from varsec.attacks.quantize import check_eps, check_steps
 
-        if self.attack not in ATTACKS:
-            raise ConfigError(f"attack must be one of {', '.join(ATTACKS)}, got {self.attack!r}.")
-        if self.attack == "csema":
+        if self.attack not in attack_names():
+            raise ConfigError(f"attack must be one of {', '.join(attack_names())}, got "
+                              f"{self.attack!r}.")
+        method = attack_method(self.attack)
+        if not method.gradient:
             self.objective = None
         elif self.objective not in OBJECTIVES:
             raise ConfigError(
                 f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}."
             )
         else:
-            check_eps(self.eps, norm="l2" if self.attack == "pgd-l2" else "linf")
+            check_eps(self.eps, norm=method.norm)
             check_steps(self.steps)
         for name in ("batch_size", "chunk"):
             check_steps(getattr(self, name), name)
@@ -266,19 +268,13 @@ def _catalog(source: Any) -> Any:
 
 
 def build_rule(job: AttackJob) -> Any:
-    """The engine step rule of ``job.attack``."""
-    from varsec.attacks import cw, engine
-
-    if job.attack == "fgsm":
-        return engine.FGSMStep(job.eps)
-    if job.attack in ("pgd", "pgd-l2"):
-        return engine.PGDStep(job.eps, job.alpha, job.steps, job.random_start,
-                              norm="l2" if job.attack == "pgd-l2" else "linf")
-    if job.attack == "adam":
-        return engine.AdamStep(job.eps, job.lr if job.lr is not None else 1.0, job.steps)
-    if job.attack == "cw-l2":
-        return cw.CWL2Step(job.c, job.steps, job.lr if job.lr is not None else 0.01, eps=job.eps)
-    return cw.CWLinfStep(job.eps, job.c, job.steps, job.lr if job.lr is not None else 1.0)
+    """The engine step rule of ``job.attack``, built by its registered method from the flags
+    that are its declared settings (``--lr``, ``--c``, ``--random-start``; the rest keep the
+    method's defaults); None for c-SEMA."""
+    method = attack_method(job.attack)
+    flags = {"lr": job.lr, "c": job.c, "random_start": job.random_start}
+    given = {k: v for k, v in flags.items() if k in method.params and v is not None}
+    return method.rule(job.eps, job.steps, job.alpha, method.settings(given))
 
 
 @dataclass
@@ -338,12 +334,13 @@ def _negated(objective: Any, name: str) -> Any:
 
 def _insa(job: AttackJob, spec: ModelSpec, source: Any, items: np.ndarray) -> Measured:
     from varsec.attacks.insa import INSA
+    from varsec.vision.perturbation import uint8_to_float
 
     objective = INSA(_recommender(job, spec, "INSA"), seed=job.seed)
 
     @torch.no_grad()
     def measure(images: Any, positions: np.ndarray) -> dict[str, np.ndarray]:
-        x = images.float().div(255.0).to(objective.device)
+        x = uint8_to_float(images).to(objective.device)
         return {"mean_score": objective.scores(x).mean(0).cpu().numpy()}
 
     return Measured(objective, measure)
@@ -552,7 +549,7 @@ def run_job(job: AttackJob) -> dict[str, Any]:
     _check_sources(specs)
     manifest = _start_manifest(job, source, out)
     ids = catalog.item_ids.astype(str)
-    rule = None if job.attack == "csema" else build_rule(job)
+    rule = build_rule(job)
     verified = _verified_items(out, manifest)
     rows = _read_rows(out, manifest, verified)
     summary: dict[str, dict[str, Any]] = {}
@@ -644,7 +641,9 @@ def attack(
     config: Path | None = typer.Option(None, "--config", help="YAML/JSON file of settings."),
     dataset: str | None = typer.Option(None, help="'fashion-mnist', a dataset or catalog dir."),
     out: str | None = typer.Option(None, "--out", help="Output directory [attack-out]."),
-    attack_name: str | None = typer.Option(None, "--attack", help=f"{', '.join(ATTACKS)}."),
+    attack_name: str | None = typer.Option(None, "--attack", help="a registered attack, e.g. "
+                                           "pgd, fgsm, cw-l2, csema (varsec study schema lists "
+                                           "them all)."),
     objective: str | None = typer.Option(None, help=f"{', '.join(OBJECTIVES)}."),
     checkpoint: list[str] | None = typer.Option(
         None, "--checkpoint", metavar="<path>",
@@ -720,5 +719,5 @@ def register(app: typer.Typer) -> None:
     app.command("attack")(attack)
 
 
-__all__ = ["ATTACKS", "OBJECTIVES", "AttackJob", "ModelSpec", "attack", "build_rule",
+__all__ = ["OBJECTIVES", "AttackJob", "ModelSpec", "attack", "build_rule",
            "load_source", "register", "run_job"]

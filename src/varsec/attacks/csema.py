@@ -15,13 +15,15 @@ there. The caption is rendered with Pillow's built-in font only when the image i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from varsec.attacks.registry import AttackMethod, register_attack
 from varsec.errors import ConfigError
+from varsec.params import Param
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 MIN_FONT = 8
@@ -152,6 +154,33 @@ def csema_batch(images: Any, hook: Any, **options: Any) -> Tensor:
         raise ConfigError(f"images must be an N x C x H x W batch, got shape {array.shape}.")
     out = np.stack([csema(one, hook, **options).image for one in array]) if len(array) else array
     return torch.from_numpy(np.ascontiguousarray(out))
+
+
+@register_attack("csema")
+class CSemaAttack(AttackMethod):
+    """c-SEMA (AIP 000 sec 4.3): no model at all; the hook item's image composited into the cold
+    item's as an inset (eps and steps do not apply)."""
+
+    objective = "none"
+    family = "promotion"
+    steps = 0
+    iterative = False
+    uses_eps = False
+    gradient = False
+    how = "a pasted patch"
+    title = "c-SEMA"
+    paper = "000 sec 4.3"
+    params: ClassVar[dict[str, Param]] = {
+        "size": Param(0.4, float, low=0, low_open=True, high=1, doc="inset side as a share of "
+                      "the image side"),
+        "corner": Param("bottom-right", str, choices=CORNERS, doc="where the inset goes"),
+        "margin": Param(0, int, low=0, doc="pixels between the inset and the border"),
+        "caption": Param(None, str, doc="a caption written under the image (null: none)"),
+    }
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return None
 
 
 __all__ = ["CORNERS", "CSemaResult", "InsetPlacement", "csema", "csema_batch",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -35,7 +35,9 @@ from varsec.attacks.quantize import (
     check_positive,
     check_steps,
 )
+from varsec.attacks.registry import AttackMethod, register_attack
 from varsec.errors import ConfigError
+from varsec.params import Param
 
 _BETAS = (0.9, 0.999)
 
@@ -254,6 +256,46 @@ class CWLinfStep(_PenaltySearch):
         assert self._tau is not None
         inside = var.detach().abs().flatten(1).amax(1) <= self._tau
         self._tau = torch.where(ok & inside, self._tau * self.tau_decay, self._tau)
+
+
+@register_attack("cw", aliases=("cw-l2",))
+class CWL2Attack(AttackMethod):
+    """C&W's L2 attack (Carlini & Wagner 2017; thesis 004): tanh space, Adam, binary search on
+    c; eps (below 255) caps the final image in L-inf."""
+
+    step_unit = "tanh"
+    paper = "Carlini & Wagner 2017; 004"
+    params: ClassVar[dict[str, Param]] = {
+        "c": Param(1.0, float, low=0, low_open=True, doc="initial weight of the objective term"),
+        "lr": Param(0.01, float, low=0, low_open=True, doc="Adam's rate on the tanh-space "
+                    "variable (not a pixel step)"),
+        "binary_steps": Param(5, int, low=1, doc="binary-search rounds on c"),
+    }
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return CWL2Step(c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 0.01),
+                        binary_search_steps=params.get("binary_steps", 5),
+                        eps=None if eps >= 255 else eps)
+
+
+@register_attack("cw-linf")
+class CWLinfAttack(AttackMethod):
+    """The thesis' C&W L-inf penalty form (004; Carlini & Wagner 2017 sec VI)."""
+
+    paper = "004; Carlini & Wagner 2017 sec VI"
+    params: ClassVar[dict[str, Param]] = {
+        "c": Param(1.0, float, low=0, low_open=True, doc="weight of the objective term"),
+        "lr": Param(1.0, float, low=0, low_open=True, doc="Adam's step on the perturbation in "
+                    "8-bit levels"),
+        "binary_steps": Param(1, int, low=1, doc="binary-search rounds on c"),
+    }
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return CWLinfStep(eps=eps, c=params.get("c", 1.0), steps=steps,
+                          lr=params.get("lr", 1.0),
+                          binary_search_steps=params.get("binary_steps", 1))
 
 
 __all__ = ["CWL2Step", "CWLinfStep"]

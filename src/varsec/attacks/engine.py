@@ -57,17 +57,19 @@ from varsec.attacks.quantize import (
     quantize,
     to_float,
 )
+from varsec.attacks.registry import AttackMethod, register_attack
 from varsec.attacks.transforms import TransformHook
 from varsec.errors import ConfigError
 from varsec.io import progress
+from varsec.params import Param
 from varsec.vision.perturbation import (
-    _AffineBatchNorm,  # noqa: F401  (re-exported: it lived here)
     affine_batch_norm,
     default_alpha,
     evaluating,
     linf_step,
     project_linf_,
     random_start,
+    uint8_to_float,
 )
 
 Rows = Tensor | None  # active rows of a batch (None: all of them)
@@ -126,7 +128,7 @@ class Problem:
         """Success of quantised images (one transform draw), or None without such a notion."""
         if not self.objective.has_success:
             return None
-        x = images_uint8.to(self.clean.device).float().div_(LEVELS)
+        x = uint8_to_float(images_uint8, self.clean.device)
         result = self.objective.success(self.hook(x), self._index(rows))
         return None if result is None else result.bool().cpu()
 
@@ -430,7 +432,7 @@ class AttackResult:
 
     def float_images(self) -> Tensor:
         """The adversarial images as float32 in [0, 1] (on the 8-bit grid)."""
-        return self.images.float().div_(LEVELS)
+        return uint8_to_float(self.images)
 
     @property
     def success_rate(self) -> float | None:
@@ -556,6 +558,64 @@ def _collect(parts: list[BatchResult], clean: Tensor, seconds: float, rule: Step
     history = None if any(h is None for h in histories) else torch.cat(histories, dim=1)
     return AttackResult(torch.cat([p.images for p in parts]), success,
                         torch.cat([p.steps for p in parts]), seconds, settings, history)
+
+
+@register_attack("fgsm")
+class FGSMAttack(AttackMethod):
+    """FGSM (Goodfellow et al. 2015; 002 eq 4, 001, 004): one step of eps along the gradient
+    sign."""
+
+    steps = 1
+    iterative = False
+    paper = "Goodfellow et al. 2015"
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return FGSMStep(eps=eps)
+
+
+@register_attack("pgd")
+class PGDAttack(AttackMethod):
+    """PGD in L-inf (Madry et al. 2018; 001, 002, 004): ``alpha`` per step (default
+    2.5 * eps / steps), projected on the eps-ball."""
+
+    uses_alpha = True
+    paper = "Madry et al. 2018"
+    params: ClassVar[dict[str, Param]] = {
+        "random_start": Param(True, bool, doc="start from a random point of the eps-ball")}
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return PGDStep(eps=eps, alpha=alpha, steps=steps,
+                       random_start=params.get("random_start", True))
+
+
+@register_attack("pgd-l2")
+class PGDL2Attack(PGDAttack):
+    """PGD in L2 (Madry et al. 2018): eps is the L2 radius in 8-bit levels."""
+
+    norm = "l2"
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return PGDStep(eps=eps, alpha=alpha, steps=steps,
+                       random_start=params.get("random_start", True), norm="l2")
+
+
+@register_attack("adam")
+class AdamAttack(AttackMethod):
+    """Adam on the perturbation with clipping (AIP 000 Alg. 1) on any objective."""
+
+    paper = "000 Alg. 1"
+    params: ClassVar[dict[str, Param]] = {
+        "lr": Param(1.0, float, low=0, low_open=True, doc="Adam's step in 8-bit levels"),
+        "random_start": Param(False, bool, doc="start from a random point of the eps-ball"),
+    }
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return AdamStep(eps=eps, lr=params.get("lr", 1.0), steps=steps,
+                        random_start=params.get("random_start", False))
 
 
 __all__ = [

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from varsec.attacks.engine import AdamAttack
 from varsec.attacks.hooks import catalog_pixels, resolve_hook
 from varsec.attacks.objectives import FeatureTarget
+from varsec.attacks.registry import register_attack
 from varsec.data.catalog import Dataset, ItemCatalog
 
 
@@ -37,6 +39,17 @@ def expa_objective(
     hook_image = catalog_pixels(source, [index], "EXPA (it needs the hook item's image)")
     return FeatureTarget(extractor, target_images=hook_image, metric=metric, layer=layer,
                          threshold=threshold)
+
+
+@register_attack("expa")
+class ExpaAttack(AdamAttack):
+    """EXPA (AIP 000 sec 4.2): Adam on the perturbation of a cold item's image, pulling its
+    features towards the hook item's (the expert knows the extractor, not the users); AIP's lr
+    0.01 in [0, 1] units is 2.55 levels."""
+
+    objective = "feature-l2"
+    family = "promotion"
+    paper = "000 sec 4.2"
 
 
 __all__ = ["expa_objective"]

@@ -31,13 +31,16 @@ inside the engine, and eps always bounds raw pixels (no mean/std normalisation i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from varsec.attacks.engine import AdamAttack
 from varsec.attacks.objectives import Objective
+from varsec.attacks.registry import register_attack, register_objective
 from varsec.errors import ConfigError, ModelError
+from varsec.params import Param
 
 AGGREGATES = ("logsumexp", "mean")
 
@@ -62,8 +65,16 @@ def recommender_modules(recommender: Any) -> list[nn.Module]:
     return modules
 
 
+@register_objective("insa")
 class INSA(Objective):
     """Raise the item's score for all users (000 eq 6); see the module docstring."""
+
+    params: ClassVar[dict[str, Param]] = {
+        "users_per_step": Param(None, int, low=1, doc="users per Adam step (AIP's minibatches; "
+                                "null: all users in one step)"),
+        "aggregate": Param("logsumexp", str, choices=AGGREGATES, doc="how the users' scores "
+                           "are combined"),
+    }
 
     def __init__(
         self,
@@ -146,6 +157,18 @@ class INSA(Objective):
         if self.aggregate == "mean":
             return scores.mean(0)
         return torch.logsumexp(scores, 0) - math.log(scores.shape[0])
+
+
+@register_attack("insa")
+class InsaAttack(AdamAttack):
+    """INSA (Liu & Larson, AIP 000 sec 4.1, Alg. 1): Adam on the perturbation of a cold item's
+    image, raising its score for every user (the insider knows the user embeddings); steps are
+    epochs over user minibatches (``users_per_step``); AIP's lr 0.0001 in [0, 1] units is 0.0255
+    levels."""
+
+    objective = "insa"
+    family = "promotion"
+    paper = "000 sec 4.1"
 
 
 __all__ = ["AGGREGATES", "INSA", "recommender_modules", "require_visual"]

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from varsec.attacks.quantize import check_positive, to_float
+from varsec.attacks.registry import register_objective
 from varsec.errors import ConfigError
+from varsec.params import Param
 
 FeatureFn = Callable[[Tensor], Tensor]
 _TINY = 1e-12
@@ -33,9 +35,6 @@ class Objective(ABC):
     :meth:`success` (checked on quantised images, for early stopping and C&W's binary search).
     :meth:`modules` lists the networks the engine puts in eval mode while attacking.
     """
-
-    #: True when the objective needs pixels (every objective here; kept for feature-level ones).
-    needs_pixels: bool = True
 
     @abstractmethod
     def loss(self, x: Tensor, index: Tensor) -> Tensor:
@@ -113,6 +112,7 @@ def _check_length(values: Tensor | None, n_images: int, name: str) -> None:
         )
 
 
+@register_objective("classifier-targeted", "classifier-untargeted")
 class ClassifierObjective(Objective):
     """Classifier attack (Anelli et al. 001 sec 2, eq 3; Goodfellow / Madry / Carlini-Wagner).
 
@@ -122,6 +122,9 @@ class ClassifierObjective(Objective):
     :meth:`cw_loss` is C&W's margin ``max(max_{i≠t} Z_i - Z_t, -κ)`` (targeted) or
     ``max(Z_y - max_{i≠y} Z_i, -κ)`` (untargeted) on the logits ``Z``.
     """
+
+    params: ClassVar[dict[str, Param]] = {
+        "kappa": Param(0.0, float, low=0, doc="C&W confidence margin of the classifier objectives")}
 
     def __init__(
         self,
@@ -217,6 +220,7 @@ def feature_map(extractor: Any, layer: str | None = None) -> FeatureFn:
 METRICS = ("l2", "cosine")
 
 
+@register_objective("feature-l2", "feature-cosine")
 class FeatureTarget(Objective):
     """Move an image's features towards target features (EXPA, Liu & Larson 000 sec 4.2, eq 7).
 

@@ -25,7 +25,14 @@ from torch import Tensor
 from varsec.errors import ConfigError, DataError, VarsecWarning
 from varsec.io import atomic_path
 from varsec.vision import perturbation
-from varsec.vision.perturbation import LEVELS, budget_levels, quantize_levels, to_levels
+from varsec.vision.perturbation import (
+    LEVELS,
+    budget_levels,
+    float_to_uint8,
+    quantize_levels,
+    to_levels,
+    uint8_to_float,
+)
 
 NORMS = ("linf", "l2")
 _SLACK = perturbation.BUDGET_SLACK  # float slack when comparing to a budget
@@ -94,8 +101,9 @@ def check_alpha(alpha: Any, eps: float, name: str = "alpha") -> float:
 def to_float(images: Any, name: str = "images") -> Tensor:
     """Images as float32 NCHW on the 8-bit grid in [0, 1].
 
-    uint8 arrays/tensors are divided by 255; float inputs must lie in [0, 1] and are rounded to
-    the nearest 8-bit level (a no-op for images that came from uint8).
+    uint8 arrays/tensors are divided by 255 (:func:`~varsec.vision.perturbation.uint8_to_float`);
+    float inputs must lie in [0, 1] and are rounded to the nearest 8-bit level (a no-op for
+    images that came from uint8).
     """
     tensor = images if isinstance(images, Tensor) else torch.as_tensor(np.asarray(images))
     if tensor.ndim != 4:
@@ -103,7 +111,7 @@ def to_float(images: Any, name: str = "images") -> Tensor:
             f"{name} must be an N x C x H x W batch, got shape {tuple(tensor.shape)}."
         )
     if tensor.dtype == torch.uint8:
-        return tensor.float().div_(LEVELS)
+        return uint8_to_float(tensor)
     if not tensor.is_floating_point():
         raise ConfigError(f"{name} must be uint8 or float in [0, 1], got {tensor.dtype}.")
     tensor = tensor.detach().float()
@@ -115,9 +123,8 @@ def to_float(images: Any, name: str = "images") -> Tensor:
     return torch.round(tensor * LEVELS).div_(LEVELS)
 
 
-def to_uint8(images: Tensor) -> Tensor:
-    """Round float images in [0, 1] to uint8 (no budget: use :func:`quantize` for attacks)."""
-    return quantize_levels(images).to(torch.uint8)
+#: Float images in [0, 1] rounded to uint8, no budget (use :func:`quantize` for attacks).
+to_uint8 = float_to_uint8
 
 
 def quantize(

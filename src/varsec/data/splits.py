@@ -16,6 +16,7 @@ import numpy as np
 
 from varsec.data.catalog import SPLIT_CODES, Dataset, Interactions
 from varsec.errors import ConfigError, DataError
+from varsec.params import check_int
 
 LEAVE_ONE_OUT_MODES = ("random", "latest")
 K_CORE_SIDES = ("user", "item")
@@ -69,8 +70,7 @@ class KCoreSummary:
 
 
 def _check_k_core_args(k: Any, on: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ConfigError(f"k-core k must be an integer >= 1, got {k!r}.")
+    check_int(k, "k-core k", low=1)
     sides = (on,) if isinstance(on, str) else tuple(on)
     unknown = [side for side in sides if side not in K_CORE_SIDES]
     if not sides or unknown:

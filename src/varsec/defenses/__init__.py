@@ -1,5 +1,5 @@
-"""varsec.defenses: input transforms with their adaptive attacks, robust extractors in the loop,
-and Yin et al.'s reconstruction + contrastive detection framework (DESIGN.md section 8).
+"""varsec.defenses: input transforms with their adaptive attacks, and Yin et al.'s
+reconstruction + contrastive detection framework (DESIGN.md section 8).
 
 Typical use::
 
@@ -45,15 +45,7 @@ from varsec.defenses.jpeg import JPEG
 from varsec.defenses.median import MedianSmoothing
 from varsec.defenses.reconstruction import PerceptualLoss, ReconstructionNet, pixel_loss
 from varsec.defenses.resize_pad import ResizePad
-from varsec.defenses.sweep import (
-    SweepPoint,
-    SweepResult,
-    make_transform,
-    run_sweep,
-    sweep_levels,
-    sweep_table,
-    weakest_level,
-)
+from varsec.defenses.sweep import make_transform
 
 __all__ = [
     "JPEG",
@@ -73,8 +65,6 @@ __all__ = [
     "PerceptualLoss",
     "ReconstructionNet",
     "ResizePad",
-    "SweepPoint",
-    "SweepResult",
     "adaptive_bpr_attack",
     "contrastive_loss",
     "defend_images",
@@ -89,12 +79,8 @@ __all__ = [
     "pixel_loss",
     "ranking_table",
     "recovery",
-    "run_sweep",
     "save_detector",
     "save_reconstruction",
-    "sweep_levels",
-    "sweep_table",
     "table2_conditions",
     "train_defense",
-    "weakest_level",
 ]

@@ -3,7 +3,7 @@
 An :class:`InputTransform` is an ``nn.Module`` on float32 N x C x H x W images in [0, 1] that
 returns images of the same shape, so it can sit in front of any extractor
 (``nn.Sequential(JPEG(quality=50), backbone)``) or in front of a recommender's ``score_images``.
-Its parameters are declared (``params``: name -> :class:`~varsec.recsys.base.Param`) and
+Its parameters are declared (``params``: name -> :class:`~varsec.params.Param`) and
 validated on construction (a :class:`~varsec.errors.ConfigError` naming the value), like ART's
 ``params`` + ``_check_params``.
 
@@ -33,7 +33,9 @@ from torch import Tensor, nn
 
 from varsec.attacks.transforms import TransformHook
 from varsec.errors import ConfigError
-from varsec.recsys.base import Param
+from varsec.params import Param, check_int, check_params, unknown_names
+from varsec.params import describe as describe_params
+from varsec.vision.perturbation import float_to_uint8, uint8_to_float
 
 ADAPTIVE_KINDS = ("bpda", "eot")
 _RANGE_SLACK = 1e-5  # float images may overshoot [0, 1] by rounding noise
@@ -51,38 +53,27 @@ class InputTransform(nn.Module, ABC):
     params: ClassVar[dict[str, Param]] = {}
     adaptive: ClassVar[str] = "bpda"
     channels: ClassVar[tuple[int, ...] | None] = None  # accepted channel counts (None: any)
+    # what varsec.defenses.registry reads: the parameter a study sweeps and its default levels
+    strength: ClassVar[str | None] = None
+    default_sweep: ClassVar[tuple[float, ...]] = ()
+    pixel: ClassVar[bool] = True
+    trained: ClassVar[bool] = False
 
     def __init__(self, **values: Any) -> None:
         super().__init__()
-        unknown = sorted(set(values) - set(self.params))
-        if unknown:
-            raise ConfigError(
-                f"{self.label} has no parameter {unknown[0]!r} (known: {', '.join(self.params)})."
-            )
-        for key, spec in self.params.items():
-            value = values.get(key, spec.default)
-            if value is not None or spec.default is not None:
-                self._check_value(key, spec, value)
-            setattr(self, key, spec.plain(value))
+        for key, value in check_params(self.label, self.params, values).items():
+            setattr(self, key, value)
         self._check_params()
 
     @classmethod
     def from_params(cls, **values: Any) -> InputTransform:
         """Build from a config mapping; an unknown name is a ConfigError listing the known."""
-        unknown = sorted(set(values) - set(cls.params))
-        if unknown:
-            raise ConfigError(
-                f"{cls.label} has no parameter {unknown[0]!r} (known: {', '.join(cls.params)})."
-            )
+        message = unknown_names(cls.label, cls.params, values)
+        if message:
+            raise ConfigError(message)
         return cls(**values)
 
     # -- parameters ---------------------------------------------------------------------------
-    def _check_value(self, key: str, spec: Param, value: Any) -> None:
-        if not spec.accepts(value):
-            raise ConfigError(
-                f"{self.label} parameter {key} must be {spec.expectation()}, got {value!r}."
-            )
-
     def _check_params(self) -> None:
         """Cross-parameter checks (subclasses); single values are checked from ``params``."""
 
@@ -92,8 +83,11 @@ class InputTransform(nn.Module, ABC):
         return {key: getattr(self, key) for key in self.params}
 
     def describe(self) -> dict[str, Any]:
-        """Name, settings and adaptive attack of this defense."""
-        return {"defense": self.name, **self.settings, "adaptive": self.adaptive}
+        """Name, adaptive attack and declared parameters of this defense: one
+        :func:`varsec.params.describe` record per parameter, with its ``value`` here."""
+        records = [{**record, "value": getattr(self, record["name"])}
+                   for record in describe_params(self.params)]
+        return {"defense": self.name, "adaptive": self.adaptive, "params": records}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
@@ -181,16 +175,15 @@ def defend_images(
     reconstruction network, a composition). Modules are run in eval mode.
     """
     pixels = as_uint8_tensor(images)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", low=1)
     target = torch.device(device) if device is not None else module_device(transform)
     out = torch.empty_like(pixels)
     modes = _eval_modes(transform)
     try:
         for start in range(0, len(pixels), batch_size):
-            x = pixels[start : start + batch_size].to(target).float().div_(255.0)
+            x = uint8_to_float(pixels[start : start + batch_size], target)
             y = transform(x)
-            out[start : start + len(x)] = torch.round(y.clamp(0, 1) * 255.0).to(torch.uint8).cpu()
+            out[start : start + len(x)] = float_to_uint8(y).cpu()
     finally:
         for module, mode in modes:
             module.train(mode)

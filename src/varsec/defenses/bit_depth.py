@@ -15,13 +15,17 @@ import torch
 from torch import Tensor
 
 from varsec.defenses.base import InputTransform
-from varsec.recsys.base import Param
+from varsec.defenses.registry import register_defense
+from varsec.params import Param
 
 
+@register_defense("bit-depth")
 class BitDepth(InputTransform):
     """Reduce every pixel to ``bits`` bits (1-8); adaptive attack: BPDA."""
 
     name = "bit-depth"
+    strength = "bits"
+    default_sweep = (7, 6, 5, 4, 3, 2)  # 000 Table 7
     label = "bit-depth reduction"
     params: ClassVar[dict[str, Param]] = {
         "bits": Param(4, int, low=1, high=8, doc="bits per pixel and channel"),

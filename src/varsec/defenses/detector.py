@@ -35,7 +35,9 @@ from torch import Tensor, nn
 
 from varsec.defenses.base import as_uint8_tensor, module_hash
 from varsec.errors import ConfigError, ModelError
+from varsec.params import check_choice, check_int, check_number
 from varsec.vision.base import Backbone
+from varsec.vision.perturbation import uint8_to_float
 from varsec.vision.registry import create_backbone
 
 KIND = "varsec-detector"
@@ -131,14 +133,11 @@ class ContrastiveDetector(nn.Module):
         self.encoder = encoder
         self.layer = encoder.check_layer(layer)
         features = encoder.feature_dims[self.layer]
-        self.embed_dim = _positive("embed_dim", embed_dim)
-        self.hidden_dim = features if hidden_dim is None else _positive("hidden_dim", hidden_dim)
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not (
-            temperature > 0
-        ):
-            raise ConfigError(f"detector temperature must be a positive number, "
-                              f"got {temperature!r}.")
-        self.temperature = float(temperature)
+        self.embed_dim = check_int(embed_dim, "embed_dim", low=1, owner="detector")
+        self.hidden_dim = features if hidden_dim is None else check_int(
+            hidden_dim, "hidden_dim", low=1, owner="detector")
+        self.temperature = check_number(temperature, "temperature", low=0, low_open=True,
+                                        owner="detector")
         self.head = nn.Sequential(nn.Linear(features, self.hidden_dim), nn.ReLU(),
                                   nn.Linear(self.hidden_dim, self.embed_dim))
         self.threshold: float | None = None
@@ -181,7 +180,7 @@ class ContrastiveDetector(nn.Module):
         for module, _ in modes:
             module.eval()
         try:
-            parts = [self.score(pixels[s : s + batch_size].to(device).float().div_(255.0),
+            parts = [self.score(uint8_to_float(pixels[s : s + batch_size], device),
                                 reconstruction).cpu()
                      for s in range(0, len(pixels), batch_size)]
         finally:
@@ -213,10 +212,8 @@ class ContrastiveDetector(nn.Module):
 
     def set_threshold(self, value: float, source: str = "fixed") -> Calibration:
         """Fix the threshold (e.g. 002's 0.2) and record it as such."""
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-            raise ConfigError(f"detector threshold must be a finite number, got {value!r}.")
-        self.threshold = float(value)
-        self.calibration = Calibration(threshold=float(value), method="fixed", source=source)
+        self.threshold = check_number(value, "detector threshold")
+        self.calibration = Calibration(threshold=self.threshold, method="fixed", source=source)
         return self.calibration
 
     def calibrate(self, clean: Any, adversarial: Any, method: str = "accuracy",
@@ -228,14 +225,12 @@ class ContrastiveDetector(nn.Module):
         """
         clean_d = np.asarray(clean, dtype=np.float64).reshape(-1)
         adv_d = np.asarray(adversarial, dtype=np.float64).reshape(-1)
-        if method not in METHODS:
-            raise ConfigError(f"calibration method must be one of {', '.join(METHODS)}, "
-                              f"got {method!r}.")
+        check_choice(method, "calibration method", METHODS)
         if clean_d.size == 0 or (method == "accuracy" and adv_d.size == 0):
             raise ConfigError("calibrating the threshold needs validation scores of clean "
                               "images (and of adversarial ones for method 'accuracy').")
-        if not 0 < target_fpr < 1:
-            raise ConfigError(f"target_fpr must lie in (0, 1), got {target_fpr!r}.")
+        target_fpr = check_number(target_fpr, "target_fpr", low=0, high=1, low_open=True,
+                                  high_open=True)
         if method == "accuracy":
             threshold = best_accuracy_threshold(clean_d, adv_d)
         else:
@@ -249,12 +244,6 @@ class ContrastiveDetector(nn.Module):
             source="validation images",
         )
         return self.calibration
-
-
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"detector {name} must be an integer >= 1, got {value!r}.")
-    return int(value)
 
 
 __all__ = [

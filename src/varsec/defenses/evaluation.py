@@ -33,6 +33,7 @@ from varsec.defenses.base import as_uint8_tensor, defend_images
 from varsec.defenses.detector import ContrastiveDetector
 from varsec.defenses.joint import calibration_halves
 from varsec.errors import ConfigError
+from varsec.params import check_int
 
 YIN_KS = (5, 10, 20)
 YIN_NEGATIVES = 20
@@ -283,8 +284,7 @@ def detection_frame(reports: Sequence[DetectionReport]) -> pd.DataFrame:
 
 def distance_histograms(reports: Sequence[DetectionReport], bins: int = 30) -> pd.DataFrame:
     """002 Fig. 9 as data: rows ``(eps, class, left, right, count)`` over shared bins."""
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ConfigError(f"bins must be an integer >= 1, got {bins!r}.")
+    bins = check_int(bins, "bins", low=1)
     every = np.concatenate([r.scores for r in reports]) if reports else np.zeros(0)
     edges = np.histogram_bin_edges(every if every.size else [0.0, 1.0], bins=bins)
     records = []

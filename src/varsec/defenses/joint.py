@@ -54,9 +54,12 @@ from varsec.defenses.reconstruction import (
     ReconstructionNet,
     pixel_loss,
 )
+from varsec.defenses.registry import DefenseMethod, register_defense
 from varsec.errors import ConfigError, DataError
 from varsec.io import progress
+from varsec.params import check_choice, check_int, check_number, plain_fields
 from varsec.vision.base import Backbone
+from varsec.vision.perturbation import uint8_to_float
 from varsec.vision.registry import backbone_parameters, create_backbone
 
 PHASES = ("reconstruction", "mix", "detector", "joint")
@@ -117,31 +120,28 @@ class DefenseConfig:
             check_eps(self.pgd_alpha, name="pgd_alpha", step=True)
         for name in ("pgd_steps", "batch_size", "width", "blocks", "heads", "max_tokens",
                      "embed_dim"):
-            _integer(name, getattr(self, name), 1)
+            check_int(getattr(self, name), name, low=1)
         for name in ("recon_epochs", "mix_epochs", "detector_epochs", "joint_epochs", "seed"):
-            _integer(name, getattr(self, name), 0)
+            check_int(getattr(self, name), name, low=0)
         if self.max_items is not None:
-            _integer("max_items", self.max_items, 2)
+            check_int(self.max_items, "max_items", low=2)
         for name in ("alpha", "beta", "gamma"):
-            _number(name, getattr(self, name), 0.0, strict=False)
+            check_number(getattr(self, name), name, low=0)
         for name in ("lr", "detector_lr", "temperature"):
-            _number(name, getattr(self, name), 0.0, strict=True)
+            check_number(getattr(self, name), name, low=0, low_open=True)
         self._check_choices()
+        plain_fields(self)
 
     def _check_choices(self) -> None:
-        if not 0 < self.holdout_fraction < 1:
-            raise ConfigError(
-                f"holdout_fraction must lie in (0, 1), got {self.holdout_fraction!r}.")
-        if not 0 < self.target_fpr < 1:
-            raise ConfigError(f"target_fpr must lie in (0, 1), got {self.target_fpr!r}.")
+        for name in ("holdout_fraction", "target_fpr"):
+            check_number(getattr(self, name), name, low=0, high=1, low_open=True,
+                         high_open=True)
         if isinstance(self.threshold, str) and self.threshold not in METHODS:
             raise ConfigError(f"threshold must be one of {', '.join(METHODS)} or a number, "
                               f"got {self.threshold!r}.")
         if not isinstance(self.threshold, str):
-            _number("threshold", self.threshold, 0.0, strict=False)
-        if self.detector_init not in ("extractor", "random"):
-            raise ConfigError(f"detector_init must be 'extractor' or 'random', "
-                              f"got {self.detector_init!r}.")
+            check_number(self.threshold, "threshold", low=0)
+        check_choice(self.detector_init, "detector_init", ("extractor", "random"))
         if self.recon_epochs + self.mix_epochs + self.joint_epochs == 0:
             raise ConfigError("the reconstruction network needs at least one epoch "
                               "(recon_epochs, mix_epochs or joint_epochs).")
@@ -183,18 +183,6 @@ class DefenseConfig:
     def replace(self, **changes: Any) -> DefenseConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
-
-
-def _integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-
-def _number(name: str, value: Any, low: float, *, strict: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):
-        raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low:g}, "
-                          f"got {value!r}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +312,7 @@ class TrainingData:
         """Float images of ``items`` of one kind (``clean``, ``fgsm``, ``pgd``, ``detector``)."""
         rows = torch.as_tensor([self.clean[int(i)] for i in items])
         source = self.pixels if kind == "clean" else self.adversarial[kind]
-        return source[rows].to(device).float().div_(255.0)
+        return uint8_to_float(source[rows], device)
 
 
 def _training_data(dataset: Dataset, split: ItemSplit, sets: dict[str, Tensor]) -> TrainingData:
@@ -608,6 +596,18 @@ def train_defense(
     trainer = DefenseTrainer(recommender, dataset, config, extractor, adversarial, on_epoch)
     return trainer.fit()
 
+
+@register_defense("reconstruction")
+class ReconstructionDefense(DefenseMethod):
+    """Yin et al.'s reconstruction network T with its contrastive detector (002 sec 3.3-3.5):
+    trained against one recommender (:func:`train_defense`), applied to the images; the
+    attacker that knows it is detector-aware (:class:`~varsec.defenses.adaptive.
+    DetectorAwareObjective`)."""
+
+    label = "reconstruction + detector"
+    trained = True
+    adaptive = "detector-aware"
+    paper = "002 sec 3.3-3.5"
 
 __all__ = [
     "INPUTS",

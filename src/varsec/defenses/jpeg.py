@@ -13,12 +13,13 @@ import io
 from typing import ClassVar
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
 from varsec.defenses.base import InputTransform
-from varsec.recsys.base import Param
+from varsec.defenses.registry import register_defense
+from varsec.params import Param
+from varsec.vision.perturbation import float_to_uint8, uint8_to_float
 
 MAX_QUALITY = 95  # Pillow: "values above 95 should be avoided"
 
@@ -32,10 +33,13 @@ def jpeg_round_trip(pixels: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(decoded)
 
 
+@register_defense("jpeg")
 class JPEG(InputTransform):
     """JPEG compression at ``quality`` (1-95), with Pillow, in memory; adaptive attack: BPDA."""
 
     name = "jpeg"
+    strength = "quality"
+    default_sweep = (90, 70, 50, 30, 10)  # 000 Table 7
     label = "JPEG compression"
     params: ClassVar[dict[str, Param]] = {
         "quality": Param(75, int, low=1, high=MAX_QUALITY, doc="JPEG quality (1 worst, 95 best)"),
@@ -48,15 +52,14 @@ class JPEG(InputTransform):
         super().__init__(quality=quality)
 
     def _transform(self, x: Tensor) -> Tensor:
-        values = x.detach().cpu().numpy()
-        pixels = np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+        pixels = float_to_uint8(x.detach().cpu()).numpy()
         out = np.empty_like(pixels)
         for k, image in enumerate(pixels):
             if image.shape[0] == 1:
                 out[k, 0] = jpeg_round_trip(image[0], self.quality)
             else:
                 out[k] = jpeg_round_trip(image.transpose(1, 2, 0), self.quality).transpose(2, 0, 1)
-        return torch.from_numpy(out.astype(np.float32) / np.float32(255.0)).to(x.device, x.dtype)
+        return uint8_to_float(out).to(x.device, x.dtype)
 
 
 __all__ = ["JPEG", "MAX_QUALITY", "jpeg_round_trip"]

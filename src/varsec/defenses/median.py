@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from varsec.defenses.base import InputTransform
+from varsec.defenses.registry import register_defense
 from varsec.errors import ConfigError
-from varsec.recsys.base import Param
+from varsec.params import Param
 
 
 def symmetric_index(size: int, pad: int, device: torch.device) -> Tensor:
@@ -27,10 +28,13 @@ def symmetric_index(size: int, pad: int, device: torch.device) -> Tensor:
     return torch.where(folded >= size, 2 * size - 1 - folded, folded)
 
 
+@register_defense("median")
 class MedianSmoothing(InputTransform):
     """Median filter with an odd ``window`` (1 is the identity); adaptive attack: BPDA."""
 
     name = "median"
+    strength = "window"
+    default_sweep = (3, 5)
     label = "median smoothing"
     params: ClassVar[dict[str, Param]] = {
         "window": Param(3, int, doc="odd positive side of the square window, in pixels"),

@@ -38,18 +38,15 @@ from torch import Tensor, nn
 
 from varsec.defenses.base import check_image_batch, module_hash
 from varsec.errors import ConfigError
+from varsec.params import check_int
 
 KIND = "varsec-reconstruction"
 PAPER_STAGES = (1, 2, 3)
 _TAIL_INIT = 0.1  # scale of the last convolution's initial weights (T starts near identity)
 
 
-def _positive_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(
-            f"reconstruction network parameter {name} must be an integer >= {low}, got {value!r}."
-        )
-    return int(value)
+def _positive_int(name: str, value: Any) -> int:
+    return check_int(value, name, low=1, owner="reconstruction network")
 
 
 class ResidualBlock(nn.Module):

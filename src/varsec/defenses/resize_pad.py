@@ -24,17 +24,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from varsec.defenses.base import InputTransform
+from varsec.defenses.registry import register_defense
 from varsec.errors import ConfigError
-from varsec.recsys.base import Param
+from varsec.params import Param
 
 YIN_RATIO = 212 / 224
 MODES = ("bilinear", "nearest")
 
 
+@register_defense("resize-pad")
 class ResizePad(InputTransform):
     """Random resize to n x n (n in [ceil(ratio*S), S]) + random zero pad; adaptive attack: EOT."""
 
     name = "resize-pad"
+    strength = "ratio"
+    default_sweep = (0.95, 0.9, 0.8)  # resize ratio; Yin: 212 / 224
     label = "random resize-pad"
     params: ClassVar[dict[str, Param]] = {
         "ratio": Param(YIN_RATIO, float, low=0, low_open=True, high=1,

@@ -34,6 +34,8 @@ from torch import Tensor
 
 from varsec.errors import ConfigError
 from varsec.metrics.ranking import DEFAULT_KS, chr_at_k, evaluate_full, evaluate_sampled
+from varsec.params import check_int
+from varsec.vision.perturbation import uint8_to_float
 
 RANK_MINS: tuple[int, ...] = (1, 3, 10, 100)
 
@@ -54,7 +56,7 @@ def _uint8_tensor(images: Any, name: str) -> Tensor:
 
 def _batches(images: Tensor, batch_size: int, device: torch.device):
     for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size].to(device).float().div_(255.0)
+        yield uint8_to_float(images[start : start + batch_size], device)
 
 
 def _module_device(model: Any) -> torch.device:
@@ -315,8 +317,7 @@ def chr_before_after(
 def random_item_pairs(categories: Any, n_pairs: int, seed: int = 0) -> np.ndarray:
     """Seeded random ``(target, attacker)`` catalog-index pairs of different categories [n, 2]."""
     codes = np.asarray(categories).reshape(-1)
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
-        raise ConfigError(f"n_pairs must be an integer >= 1, got {n_pairs!r}.")
+    n_pairs = check_int(n_pairs, "n_pairs", low=1)
     if len(np.unique(codes)) < 2:
         raise ConfigError("item-to-item pairs need items of at least two categories.")
     rng = np.random.default_rng(seed)

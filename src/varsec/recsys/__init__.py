@@ -1,13 +1,23 @@
 """varsec.recsys: recommenders and their training loop (DESIGN.md sections 1 and 5).
 
 Every model derives from :class:`Recommender` (``fit``, ``score``, ``score_features``,
-``score_images``, ``save``/``load``); pairwise models are trained by
-:func:`~varsec.recsys.training.train_pairwise`. :data:`RECOMMENDERS` maps config names to classes.
+``score_images``, ``save``/``load``) and registers itself in its own file with
+:func:`register_recommender`; pairwise models are trained by
+:func:`~varsec.recsys.training.train_pairwise`. :data:`RECOMMENDERS` maps every registered
+name and alias to its class; :func:`known_recommenders` lists the names.
 """
 
 from varsec.recsys.alexrank import AlexRank
 from varsec.recsys.amr import AMR
-from varsec.recsys.base import Param, Recommender
+from varsec.recsys.base import (
+    Param,
+    Recommender,
+    create_recommender,
+    known_recommenders,
+    recommender_class,
+    register_recommender,
+    registered_names,
+)
 from varsec.recsys.bpr_mf import BPRMF
 from varsec.recsys.dvbpr import DVBPR
 from varsec.recsys.knn import VisualKNN, cosine_topk
@@ -15,24 +25,8 @@ from varsec.recsys.training import NegativeSampler, PairwiseRecommender, train_p
 from varsec.recsys.two_stage import CandidateSets, InjectedRanks, TwoStage
 from varsec.recsys.vbpr import VBPR
 
-RECOMMENDERS: dict[str, type[Recommender]] = {
-    "bpr-mf": BPRMF,
-    "vbpr": VBPR,
-    "amr": AMR,
-    "dvbpr": DVBPR,
-    "alexrank": AlexRank,
-    "visual-knn": VisualKNN,
-}
-
-
-def create_recommender(name: str, **hyperparameters: object) -> Recommender:
-    """Build the recommender registered as ``name`` (see :data:`RECOMMENDERS`)."""
-    from varsec.errors import ConfigError
-
-    if name not in RECOMMENDERS:
-        raise ConfigError(f"unknown recommender {name!r} (known: {', '.join(RECOMMENDERS)}).")
-    return RECOMMENDERS[name](**hyperparameters)
-
+# A live read-only view of the registry (models registered later appear in it too).
+RECOMMENDERS = registered_names()
 
 __all__ = [
     "AMR",
@@ -51,5 +45,9 @@ __all__ = [
     "VisualKNN",
     "cosine_topk",
     "create_recommender",
+    "known_recommenders",
+    "recommender_class",
+    "register_recommender",
+    "registered_names",
     "train_pairwise",
 ]

@@ -21,13 +21,15 @@ import torch
 from torch import Tensor
 
 from varsec.data.catalog import SPLIT_CODES, Dataset
-from varsec.recsys.base import Param, Recommender, resolve_features
+from varsec.recsys.base import Param, Recommender, register_recommender, resolve_features
 
 
+@register_recommender("alexrank")
 class AlexRank(Recommender):
     """AlexRank (000 eq 1): minus the mean squared feature distance to the user's history."""
 
     visual: ClassVar[bool] = True
+    needs_features: ClassVar[bool] = True
     params: ClassVar[dict[str, Param]] = {
         **Recommender.params,
         "history": Param("train", str, choices=("train", "train+validation"),

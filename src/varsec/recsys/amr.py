@@ -20,10 +20,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from varsec.errors import ConfigError
-from varsec.recsys.base import Param
+from varsec.params import Param
+from varsec.recsys.base import register_recommender
 from varsec.recsys.vbpr import VBPR
 
 
+@register_recommender("amr")
 class AMR(VBPR):
     """AMR (Tang et al. 2019): VBPR + adversarial regulariser on the visual features."""
 

@@ -13,18 +13,21 @@ keyword arguments that are validated by :meth:`Recommender._check_params`, learn
 Checkpoints (:meth:`Recommender.save` / :meth:`Recommender.load`) carry the class name, the
 hyperparameters, the content hash of the training dataset, the shapes needed to rebuild the
 model, its state dict and its training log; they are written atomically.
+
+The recommender registry: each model's own file registers its class under a config name with
+:func:`register_recommender` (as :func:`varsec.vision.registry.register_backbone` does for
+backbones); :func:`known_recommenders`, :func:`recommender_class` and
+:func:`create_recommender` read it, and so do the study schema and stages.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, ClassVar, Self
+from types import MappingProxyType, SimpleNamespace
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import torch
@@ -33,96 +36,48 @@ from torch import Tensor, nn
 from varsec.data.catalog import SPLIT_CODES, Dataset
 from varsec.errors import ConfigError, DataError, ModelError
 from varsec.io import atomic_path, not_a_file_message
+from varsec.params import Param
 
 CHECKPOINT_FORMAT = "varsec-recommender"
 CHECKPOINT_VERSION = 1
 # Catalog images are turned into float tensors this many items at a time.
 IMAGE_BATCH = 512
 
+# Every Recommender subclass by class name (checkpoints name their class; see Recommender.load).
 _REGISTRY: dict[str, type[Recommender]] = {}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One declared hyperparameter: its default, type and admissible range or choices.
-
-    ``low``/``high`` are inclusive bounds unless ``low_open``/``high_open`` make them strict.
-    """
-
-    default: Any
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[Any, ...] | None = None
-    doc: str = ""
-
-    def expectation(self) -> str:
-        """What a valid value looks like, as words ("an integer >= 1")."""
-        if self.choices is not None:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-                dict: "a mapping"}
-        words = noun.get(self.kind, f"a {self.kind.__name__}")
-        if self.low is not None:
-            words += f" {'>' if self.low_open else '>='} {self.low:g}"
-        if self.high is not None:
-            words += f"{' and' if self.low is not None else ''} "
-            words += f"{'<' if self.high_open else '<='} {self.high:g}"
-        return words
-
-    def accepts(self, value: Any) -> bool:
-        """True when ``value`` has the right type and lies in range."""
-        if not _has_kind(value, self.kind):
-            return False
-        if self.choices is not None:
-            return value in self.choices
-        if self.kind in (int, float):
-            if not math.isfinite(value):
-                return False
-            if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-                return False
-            if self.high is not None and (
-                value >= self.high if self.high_open else value > self.high
-            ):
-                return False
-        return True
-
-    def plain(self, value: Any) -> Any:
-        """``value`` as a plain Python object of this kind (numpy scalars converted), so
-        hyperparameters serialise and compare cleanly; ``None`` stays ``None``."""
-        if value is None:
-            return None
-        if self.kind in (float, int, bool, dict):
-            return self.kind(value)
-        return value
-
-
-def _has_kind(value: Any, kind: type) -> bool:
-    if kind is bool:
-        return isinstance(value, bool | np.bool_)
-    if isinstance(value, bool | np.bool_):
-        return False
-    if kind is int:
-        return isinstance(value, int | np.integer)
-    if kind is float:
-        return isinstance(value, int | float | np.integer | np.floating)
-    return isinstance(value, kind)
+# Registered config names and aliases -> class (register_recommender).
+_NAMES: dict[str, type[Recommender]] = {}
+# Names a model cannot take: the two-stage pipeline (two_stage.py) is built from two models.
+RESERVED_NAMES = ("two-stage",)
 
 
 class Recommender(nn.Module):
     """Base class: declared parameters, index checks, scoring API, checkpoints, seeds.
 
     Subclasses set ``params``, implement ``_fit`` (build parameters and learn) and ``_score``;
-    visual models also implement ``_score_features`` and set ``visual = True``.
+    visual models also implement ``_score_features`` and set ``visual = True``. The class
+    attributes below are the facts the study schema and planner read instead of lists of names.
     """
 
     params: ClassVar[dict[str, Param]] = {
         "seed": Param(0, int, low=0, doc="seed of initialisation and sampling"),
         "device": Param("cpu", str, doc="torch device, e.g. 'cpu' or 'cuda'"),
     }
+    # The config name and aliases given to register_recommender (None: not registered).
+    name: ClassVar[str | None] = None
+    aliases: ClassVar[tuple[str, ...]] = ()
+    # Scores items by content (score_features / score_images): it can rank cold items and be a
+    # two-stage ranker, and attacks can backpropagate through it to pixels.
     visual: ClassVar[bool] = False
+    # Trains and scores on feature vectors of a frozen extractor (or the catalog's features), so
+    # a study gives it an extractor, and a poisoning attack retrains it on attacked features.
+    needs_features: ClassVar[bool] = False
+    # Trained on the BPR pairwise loss (PairwiseRecommender): the BPR objective attacks it and a
+    # reconstruction defense can be trained against it; others have no training epochs.
+    pairwise: ClassVar[bool] = False
+    # Answers item-to-item queries (the most similar items of a query item): item-to-item
+    # attacks are evaluated on it.
+    item_to_item: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -412,6 +367,65 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+R = TypeVar("R", bound=type[Recommender])
+
+
+def register_recommender(name: str, *, aliases: Iterable[str] = ()) -> Callable[[R], R]:
+    """Class decorator: register a :class:`Recommender` subclass under ``name`` and ``aliases``.
+
+    A name or alias already taken by another class is a ConfigError, and so is ``two-stage``
+    (the pipeline built from two registered models).
+    """
+    keys = (name, *aliases)
+
+    def decorate(cls: R) -> R:
+        if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+            raise TypeError(f"{cls!r} is not a Recommender subclass.")
+        for key in keys:
+            if key in RESERVED_NAMES:
+                raise ConfigError(f"recommender name {key!r} is reserved for the pipeline of "
+                                  "two registered models.")
+            if _NAMES.get(key, cls) is not cls:
+                raise ConfigError(f"recommender name {key!r} is already registered "
+                                  f"(by {_NAMES[key].__name__}).")
+        cls.name, cls.aliases = name, keys[1:]
+        _NAMES.update(dict.fromkeys(keys, cls))
+        return cls
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    import varsec.recsys  # noqa: F401  (registers the built-in recommenders)
+
+
+def known_recommenders() -> list[str]:
+    """The registered recommender names (not their aliases), sorted."""
+    _load_builtins()
+    return sorted({cls.name for cls in _NAMES.values() if cls.name is not None})
+
+
+def registered_names() -> Mapping[str, type[Recommender]]:
+    """A live read-only view: every registered name and alias -> its class."""
+    _load_builtins()
+    return MappingProxyType(_NAMES)
+
+
+def recommender_class(name: str) -> type[Recommender]:
+    """The class registered under ``name`` (a name or an alias); a ConfigError listing the
+    known names otherwise."""
+    _load_builtins()
+    if name not in _NAMES:
+        raise ConfigError(f"unknown recommender {name!r} (known: "
+                          f"{', '.join(known_recommenders())}).")
+    return _NAMES[name]
+
+
+def create_recommender(name: str, **hyperparameters: Any) -> Recommender:
+    """Build the recommender registered as ``name`` with validated ``hyperparameters``."""
+    return recommender_class(name)(**hyperparameters)
+
+
 def _check_index(values: Any, size: int, what: str, device: torch.device) -> Tensor:
     if isinstance(values, Tensor):
         if values.is_floating_point() or values.dtype == torch.bool:
@@ -447,7 +461,9 @@ def catalog_images_tensor(dataset: Dataset, model_name: str) -> Tensor:
 
 def to_float_images(images_uint8: Tensor, device: torch.device) -> Tensor:
     """uint8 NCHW -> float32 NCHW in [0, 1] on ``device``."""
-    return images_uint8.to(device).float().div_(255.0)
+    from varsec.vision.perturbation import uint8_to_float
+
+    return uint8_to_float(images_uint8, device)
 
 
 def as_feature_map(extractor: Any) -> Callable[[Tensor], Tensor]:
@@ -532,12 +548,18 @@ def part_size(dataset: Dataset, name: str) -> int:
 
 
 __all__ = [
+    "RESERVED_NAMES",
     "Param",
     "Recommender",
     "as_feature_map",
     "catalog_images_tensor",
+    "create_recommender",
     "extract_features",
+    "known_recommenders",
     "part_size",
+    "recommender_class",
+    "register_recommender",
+    "registered_names",
     "resolve_features",
     "to_float_images",
     "train_lists",

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from varsec.data.catalog import Dataset
-from varsec.recsys.base import Param, warm_item_mask
+from varsec.recsys.base import Param, register_recommender, warm_item_mask
 from varsec.recsys.training import PairwiseRecommender
 
 INIT_STD = 0.1
@@ -33,6 +33,7 @@ def sparse_embedding(rows: int, dim: int, std: float, warm: Tensor | None = None
     return table
 
 
+@register_recommender("bpr-mf")
 class BPRMF(PairwiseRecommender):
     """BPR-MF (Rendle et al., UAI 2009; 001 eq 1): ``s_ui = b_i + p_u · q_i``."""
 

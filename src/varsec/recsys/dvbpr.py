@@ -21,12 +21,19 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from varsec.data.catalog import Dataset
-from varsec.errors import DataError
-from varsec.recsys.base import IMAGE_BATCH, Param, catalog_images_tensor, to_float_images
+from varsec.errors import ConfigError, DataError
+from varsec.recsys.base import (
+    IMAGE_BATCH,
+    Param,
+    catalog_images_tensor,
+    register_recommender,
+    to_float_images,
+)
 from varsec.recsys.bpr_mf import INIT_STD, sparse_embedding
 from varsec.recsys.training import PairwiseRecommender
 
 
+@register_recommender("dvbpr")
 class DVBPR(PairwiseRecommender):
     """DVBPR (Kang et al. 2017; 000 eq 3): ``θ_u · head(CNN(x_i))`` trained end to end."""
 
@@ -41,6 +48,22 @@ class DVBPR(PairwiseRecommender):
         "batch_size": Param(128, int, low=1, doc="triplets per minibatch"),
         "lr": Param(1e-3, float, low=0, low_open=True, doc="learning rate"),
     }
+
+    def _check_params(self) -> None:
+        """Also: ``backbone`` is a registered backbone that takes every ``backbone_options`` key
+        (so a study refuses a bad one before anything is trained)."""
+        super()._check_params()
+        from varsec.vision.registry import backbone_parameters, known_backbones
+
+        if self.hp.backbone not in known_backbones():
+            raise ConfigError(f"DVBPR parameter backbone must be a registered backbone "
+                              f"({', '.join(known_backbones())}), got {self.hp.backbone!r}.")
+        accepted = backbone_parameters(self.hp.backbone)
+        unknown = sorted(set(self.hp.backbone_options) - accepted)
+        if unknown:
+            raise ConfigError(f"DVBPR parameter backbone_options: backbone "
+                              f"{self.hp.backbone!r} has no argument {unknown[0]!r} "
+                              f"(accepted: {', '.join(sorted(accepted)) or 'none'}).")
 
     # -- building -----------------------------------------------------------------------------
     def _prepare(self, dataset: Dataset, features: Any | None, extractor: Any | None) -> None:

@@ -19,7 +19,13 @@ from torch.nn import functional as F
 
 from varsec.data.catalog import Dataset
 from varsec.errors import ConfigError
-from varsec.recsys.base import Param, Recommender, resolve_features, warm_item_mask
+from varsec.recsys.base import (
+    Param,
+    Recommender,
+    register_recommender,
+    resolve_features,
+    warm_item_mask,
+)
 
 MAX_BLOCK_CELLS = 1 << 25
 
@@ -57,10 +63,14 @@ def cosine_topk(
     return torch.cat(indices), torch.cat(similarities)
 
 
+# "knn" is what studies call it; "visual-knn" its earlier Python name.
+@register_recommender("knn", aliases=("visual-knn",))
 class VisualKNN(Recommender):
     """Visual item-kNN with exact cosine similarity (thesis 004; DESIGN.md section 5)."""
 
     visual: ClassVar[bool] = True
+    needs_features: ClassVar[bool] = True
+    item_to_item: ClassVar[bool] = True
     params: ClassVar[dict[str, Param]] = {
         **Recommender.params,
         "neighbours": Param(20, int, low=1, doc="size of N_k(i) in the user score"),

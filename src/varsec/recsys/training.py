@@ -129,6 +129,7 @@ class PairwiseRecommender(Recommender):
         "patience": Param(5, int, low=1, doc="epochs without improvement before stopping"),
         "val_max_users": Param(0, int, low=0, doc="validation users evaluated (0 = all)"),
     }
+    pairwise: ClassVar[bool] = True
     # The epoch whose parameters the model holds after fit (the last one without early stopping).
     best_epoch: int | None = None
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from varsec.data.catalog import Dataset
-from varsec.recsys.base import Param, resolve_features, warm_item_mask
+from varsec.recsys.base import Param, register_recommender, resolve_features, warm_item_mask
 from varsec.recsys.bpr_mf import INIT_STD, sparse_embedding
 from varsec.recsys.training import PairwiseOptimizer, PairwiseRecommender, merge_rows
 
@@ -40,10 +40,12 @@ from varsec.recsys.training import PairwiseOptimizer, PairwiseRecommender, merge
 PROJECTION_CHUNK = 65_536
 
 
+@register_recommender("vbpr")
 class VBPR(PairwiseRecommender):
     """VBPR (He & McAuley 2016; 000 eq 2), optionally Yin et al.'s shared form (002 sec 3.5)."""
 
     visual: ClassVar[bool] = True
+    needs_features: ClassVar[bool] = True
     params: ClassVar[dict[str, Param]] = {
         **PairwiseRecommender.params,
         "factors": Param(32, int, low=1, doc="dimension of γ_u, γ_i"),

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from varsec.attacks.registry import attack_method
 from varsec.study.schema import (
     DATASET_OPTIONAL,
     EVASION,
     FEATURE_KINDS,
+    ITEM2ITEM_KINDS,
     POISONING,
     AttackSection,
     DefenseSection,
@@ -43,6 +45,7 @@ from varsec.study.schema import (
     attack_items,
     attack_objective,
     attack_threat,
+    defense_fact,
     defense_params,
     diagnosis_attack,
     ranking_model,
@@ -253,6 +256,7 @@ class _AttackRun:
     target: str
     eps: float | None
     stage: Stage
+    label: str | None = None  # the rows' attack label when it is not the name (a sweep)
 
 
 def _attack_config(config: StudyConfig, attack: AttackSection, eps: float | None,
@@ -275,7 +279,8 @@ def _plan_attacks(planner: _Planner, data: Stage, extractors: dict[str, Stage],
     for name, attack in config.attacks.items():
         targets = [("recommender", t) for t in attack.recommender] + \
             [("extractor", t) for t in attack.extractor]
-        eps_list: list[float | None] = [None] if attack.kind == "csema" else list(attack.eps)
+        uses_eps = attack_method(attack.kind).uses_eps
+        eps_list: list[float | None] = list(attack.eps) if uses_eps else [None]
         for role, target in targets:
             for eps in eps_list:
                 stage = _attack_stage(planner, data, extractors, models, name, attack, role,
@@ -300,7 +305,7 @@ def _plan_diagnosis(planner: _Planner, data: Stage, extractors: dict[str, Stage]
         stage = _attack_stage(planner, data, extractors, models, name, sweep, role, target, eps,
                               seed, base, label=f"{name}{DIAGNOSE}", diagnosis=True)
         _attack_evaluations(planner, data, extractors, models,
-                            _AttackRun(name, target, eps, stage), seed, base)
+                            _AttackRun(name, target, eps, stage, f"{name}{DIAGNOSE}"), seed, base)
 
 
 def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
@@ -343,7 +348,7 @@ def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: 
     if target in config.recommenders:
         return [target]
     family = attack_family(attack)
-    kinds = ("knn",) if family == "item2item" else FEATURE_KINDS
+    kinds = ITEM2ITEM_KINDS if family == "item2item" else FEATURE_KINDS
     return [n for n, r in config.recommenders.items() if r.kind in kinds and r.extractor == target]
 
 
@@ -386,7 +391,8 @@ def _category_evaluations(planner: _Planner, data: Stage, models: dict[str, Stag
     threat = attack_threat(attack) or POISONING
     extra = _family_extra(attack)
     adaptive = str(run.stage.labels["attack"]).endswith(ADAPTIVE)
-    label = threat_label(str(run.stage.labels["attack"]), threat)
+    # the run's own name: attacks that differ only in their threat share one attack stage
+    label = threat_label(run.label or run.name + (ADAPTIVE if adaptive else ""), threat)
     override = {"attack": label, "eps": run.eps,
                 "defense": defense.labels["defense"] if defense is not None else CLEAN}
     for rec in recommenders:
@@ -434,8 +440,8 @@ def _plan_defenses(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                    base: dict[str, Any]) -> None:
     config = planner.config
     for name, defense in config.defenses.items():
-        if defense.kind == "adversarial-training":
-            continue  # its robust extractors are ordinary extractors of the study
+        if not defense_fact(defense.kind, "pixel"):
+            continue  # adversarial training: its robust extractors are ordinary extractors
         applies = [r for r in runs if _applies(defense, r, config)]
         for run in applies:
             fitted = _fit_stage(planner, data, models, defense, name, run, applies, seed, base)
@@ -456,7 +462,7 @@ def _applies(defense: DefenseSection, run: _AttackRun, config: StudyConfig) -> b
         return False  # trained against the recommender an attack goes through
     if defense.attacks:
         return run.name in defense.attacks
-    return config.attacks[run.name].kind != "csema"
+    return attack_method(config.attacks[run.name].kind).uses_eps  # perturbations, not insets
 
 
 def _fit_stage(planner: _Planner, data: Stage, models: dict[str, Stage],

@@ -19,6 +19,7 @@ import math
 import re
 import typing
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 from varsec.errors import ConfigError, VarsecWarning
@@ -37,33 +39,66 @@ from varsec.study.yamlfile import PathKey, format_path, load_yaml, load_yaml_tex
 PROFILES = ("quick", "default", "paper")
 STAGE_KINDS = ("data", "extractor", "recommender", "attack", "defense", "evaluation")
 TRAINING_MODES = ("standard", "pgd-at", "free-at", "curriculum-at", "none")
-RECOMMENDER_KINDS = ("bpr-mf", "vbpr", "amr", "dvbpr", "alexrank", "knn", "two-stage")
-VISUAL_KINDS = ("vbpr", "amr", "dvbpr", "alexrank", "knn")
-FEATURE_KINDS = ("vbpr", "amr", "alexrank", "knn")  # take features from an extractor
-ATTACK_KINDS = ("fgsm", "pgd", "cw", "cw-linf", "insa", "expa", "csema", "bpr-untargeted")
-ENGINE_KINDS = ("fgsm", "pgd", "cw", "cw-linf")
-PROMOTION_KINDS = ("insa", "expa", "csema")
-OBJECTIVES = ("auto", "classifier-targeted", "classifier-untargeted", "feature-l2",
-              "feature-cosine", "insa", "bpr")
+
+
+class RegisteredKinds(Sequence[str]):
+    """The registered recommender kinds whose class has every fact in ``facts`` (class
+    attributes of :class:`varsec.recsys.Recommender`: ``visual``, ``needs_features``,
+    ``pairwise``, ``item_to_item``), sorted, then ``extra``.
+
+    A read-only tuple-like view of the registry, read on each use (so models registered later
+    count): the registry lives in varsec.recsys, which loads torch, and importing the schema
+    must not.
+    """
+
+    def __init__(self, *facts: str, extra: tuple[str, ...] = ()) -> None:
+        self.facts, self.extra = facts, extra
+
+    def names(self) -> tuple[str, ...]:
+        """The kinds as a tuple."""
+        from varsec.recsys import known_recommenders, recommender_class
+
+        kinds = [name for name in known_recommenders()
+                 if all(getattr(recommender_class(name), fact) for fact in self.facts)]
+        return (*kinds, *self.extra)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.names()[index]
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.names()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RegisteredKinds | tuple | list):
+            return self.names() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  (equal to tuples, so not hashable)
+
+    def __repr__(self) -> str:
+        return repr(self.names())
+
+
+# The pipeline of two registered models (varsec.recsys.two_stage), a recommender kind of studies.
+TWO_STAGE = "two-stage"
+RECOMMENDER_KINDS = RegisteredKinds(extra=(TWO_STAGE,))
+VISUAL_KINDS = RegisteredKinds("visual")
+FEATURE_KINDS = RegisteredKinds("needs_features")  # take features from an extractor
+BPR_KINDS = RegisteredKinds("visual", "pairwise")  # what the BPR objective attacks
+ITEM2ITEM_KINDS = RegisteredKinds("item_to_item")  # what item-to-item attacks are evaluated on
 ATTACK_ITEMS = ("auto", "cold", "category", "pairs", "all")
-DEFENSE_KINDS = ("jpeg", "bit-depth", "median", "resize-pad", "adversarial-training",
-                 "reconstruction")
-PIXEL_DEFENSES = ("jpeg", "bit-depth", "median", "resize-pad", "reconstruction")
-DEFAULT_STRENGTHS: dict[str, list[float]] = {
-    "jpeg": [90, 70, 50, 30, 10],  # 000 Table 7
-    "bit-depth": [7, 6, 5, 4, 3, 2],  # 000 Table 7
-    "median": [3, 5],
-    "resize-pad": [0.95, 0.9, 0.8],  # resize ratio (Yin: 212 / 224)
-}
 METRICS = ("HR", "NDCG", "Recall", "MRR", "AUC")
 # A name the user chooses; it also names files and folders of the run, so no separator, no dot,
 # no trailing newline (\Z, not $) and short enough for a file name that joins several.
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 NAME_RULE = ("start with a letter and hold only letters, digits, '-' and '_' "
              "(64 characters at most)")
-# Recommender kinds of the schema -> names in varsec.recsys.RECOMMENDERS.
-RECSYS_NAMES = {"bpr-mf": "bpr-mf", "vbpr": "vbpr", "amr": "amr", "dvbpr": "dvbpr",
-                "alexrank": "alexrank", "knn": "visual-knn"}
 # The value of a recommender's ``extractor`` that means "the catalog's own features".
 CATALOG_FEATURES = "catalog"
 # Sections keyed by a name the user chooses; each name also names files and folders of the run.
@@ -86,6 +121,54 @@ def _check_eps(value: float) -> float:
             f"budget below one level), got {value:g}"
         )
     return float(value)
+
+
+def _registered(value: str, lookup: Callable[[str], Any]) -> str:
+    """``value`` when ``lookup`` (a registry's) knows it; its one-sentence error otherwise."""
+    try:
+        lookup(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc).rstrip(".")) from None
+    return value
+
+
+def _check_defense_kind(value: str) -> str:
+    """A defense kind is any registered defense name (``varsec.defenses.registry``)."""
+    from varsec.defenses.registry import defense_class
+
+    return _registered(value, defense_class)
+
+
+def defense_fact(kind: str, fact: str) -> Any:
+    """A class attribute of the registered defense ``kind`` (``pixel``, ``trained``,
+    ``adaptive``, ``strength``)."""
+    from varsec.defenses.registry import defense_class
+
+    return getattr(defense_class(kind), fact)
+
+
+def _check_attack_kind(value: str) -> str:
+    """An attack kind is any registered attack name (``varsec.attacks.registry``)."""
+    from varsec.attacks.registry import attack_method
+
+    return _registered(value, attack_method)
+
+
+def _check_objective(value: str) -> str:
+    """``auto`` or a registered objective name."""
+    from varsec.attacks.registry import AUTO, known_objectives
+
+    if value != AUTO and value not in known_objectives():
+        raise ValueError(f"unknown objective {value!r} (known: "
+                         f"{', '.join([AUTO, *known_objectives()])})")
+    return value
+
+
+def is_promotion(kind: str) -> bool:
+    """Whether the attack ``kind`` promotes cold items through a two-stage ranker (AIP)."""
+    from varsec.attacks.registry import attack_method
+
+    return attack_method(kind).family == "promotion"
 
 
 def _check_step(value: float) -> float:
@@ -225,14 +308,30 @@ class ExtractorSection(Section):
                                     "settings (fields of varsec.vision.TrainConfig)")
 
 
+def _check_recommender_kind(value: str) -> str:
+    """A registered recommender name or alias (an alias becomes the name it stands for, so both
+    give the same stages), or two-stage."""
+    if value == TWO_STAGE:
+        return value
+    from varsec.recsys import RECOMMENDERS
+
+    klass = RECOMMENDERS.get(value)
+    if klass is None or klass.name is None:
+        raise ValueError(f"unknown recommender kind {value!r} (known: "
+                         f"{', '.join(RECOMMENDER_KINDS)})")
+    return klass.name
+
+
 class RecommenderSection(Section):
     """A recommender (DESIGN.md section 5)."""
 
-    kind: Literal["bpr-mf", "vbpr", "amr", "dvbpr", "alexrank", "knn", "two-stage"] = Field(
-        "bpr-mf", description="bpr-mf, vbpr, amr, dvbpr, alexrank, knn (visual item-kNN) or "
-        "two-stage (AIP: BPR candidates + a visual ranker)")
+    kind: Annotated[str, AfterValidator(_check_recommender_kind)] = Field(
+        "bpr-mf", description="a registered recommender (varsec.recsys.known_recommenders(); "
+        "built in: bpr-mf, vbpr, amr, dvbpr, alexrank, knn = visual item-kNN) or two-stage "
+        "(AIP: BPR candidates + a visual ranker)")
     extractor: str | None = Field(None, description="extractor whose features the model uses "
-                                  "(vbpr, amr, alexrank, knn); 'catalog' = the catalog's own")
+                                  "(feature-based models: vbpr, amr, alexrank, knn); 'catalog' = "
+                                  "the catalog's own")
     params: dict[str, Any] = Field(default_factory=dict, description="hyperparameters of the "
                                    "model, e.g. factors, epochs, lr (seed and device come from "
                                    "the study)")
@@ -274,19 +373,21 @@ class AttackSection(Section):
     ``params.lr`` of ``cw`` (C&W-L2), Adam's rate on the tanh-space variable, not a pixel step.
     """
 
-    kind: Literal["fgsm", "pgd", "cw", "cw-linf", "insa", "expa", "csema",
-                  "bpr-untargeted"] = Field(
-        "pgd", description="fgsm, pgd, cw, cw-linf (engines) or insa, expa, csema (AIP), "
-        "bpr-untargeted (Yin)")
-    objective: Literal["auto", "classifier-targeted", "classifier-untargeted", "feature-l2",
-                       "feature-cosine", "insa", "bpr"] = Field(
-        "auto", description="what the engine maximises; auto picks the paper's objective for "
-        "the kind and target")
+    kind: Annotated[str, AfterValidator(_check_attack_kind)] = Field(
+        "pgd", description="a registered attack: fgsm, pgd, pgd-l2, adam, cw (cw-l2), cw-linf "
+        "(engines), insa, expa, csema (AIP), bpr-untargeted (Yin), ... (the list of attacks "
+        "below gives each one's params)")
+    objective: Annotated[str, AfterValidator(_check_objective)] = Field(
+        "auto", description="what the engine maximises: classifier-targeted, "
+        "classifier-untargeted, feature-l2, feature-cosine, insa, bpr; auto picks the "
+        "attack's own objective, or the paper's for its target")
     eps: EpsList = Field(default_factory=lambda: [8.0], description="L-inf budgets in 8-bit "
                          "levels, one run each (csema ignores it)")
-    steps: int = Field(10, ge=0, description="iterations: PGD-k, Adam steps (expa), C&W "
-                       "iterations per binary-search round; insa: epochs over the users, each "
-                       "epoch one Adam step per minibatch of params.users_per_step users")
+    steps: int | None = Field(None, ge=0, description="iterations: PGD-k, Adam steps (expa), "
+                              "C&W iterations per binary-search round; insa: epochs over the "
+                              "users, each epoch one Adam step per minibatch of "
+                              "params.users_per_step users (default: the attack's own, listed "
+                              "at the end)")
     alpha: AlphaSize | None = Field(None, description="fgsm / pgd step size in 8-bit levels, "
                                     "or eps/<n> (TAaMR: eps/6) or eps/steps (the thesis' PGD-k) "
                                     "(default 2.5 * eps / steps, Madry)")
@@ -329,6 +430,15 @@ class AttackSection(Section):
                                              "take: rows labelled <attack>+diagnose, the "
                                              "report's Diagnosis table; null = none")
 
+    @model_validator(mode="after")
+    def _default_steps(self) -> AttackSection:
+        """``steps`` not given: the registered attack's default."""
+        if self.steps is None:
+            from varsec.attacks.registry import attack_method
+
+            self.steps = attack_method(self.kind).steps
+        return self
+
 
 def diagnosis_attack(attack: AttackSection) -> AttackSection | None:
     """The attack as its ``diagnose`` sweep runs it (None when it has none)."""
@@ -342,10 +452,10 @@ def diagnosis_attack(attack: AttackSection) -> AttackSection | None:
 class DefenseSection(Section):
     """A defense swept over its strengths (DESIGN.md section 8)."""
 
-    kind: Literal["jpeg", "bit-depth", "median", "resize-pad", "adversarial-training",
-                  "reconstruction"] = Field(
-        "jpeg", description="jpeg, bit-depth, median, resize-pad (input transforms), "
-        "adversarial-training (robust extractors) or reconstruction (Yin)")
+    kind: Annotated[str, AfterValidator(_check_defense_kind)] = Field(
+        "jpeg", description="a registered defense: jpeg, bit-depth, median, resize-pad (input "
+        "transforms), adversarial-training (robust extractors), reconstruction (Yin), ... "
+        "(the list of defenses below gives each one's strength and default sweep)")
     strengths: list[float] = Field(default_factory=list, description="levels swept: JPEG "
                                    "qualities, bits, median windows, resize ratios; [] = the "
                                    "kind's default sweep")
@@ -374,7 +484,9 @@ class DefenseSection(Section):
         """The strengths this defense runs at (one None run for kinds without a sweep)."""
         if self.strengths:
             return list(self.strengths)
-        return list(DEFAULT_STRENGTHS.get(self.kind, [None]))  # type: ignore[arg-type]
+        from varsec.defenses.registry import defense_class
+
+        return list(defense_class(self.kind).default_sweep) or [None]
 
 
 class ProtocolSection(Section):
@@ -784,30 +896,31 @@ def _check_recommender(config: StudyConfig, name: str, rec: RecommenderSection) 
             problems.append(((*here, "extractor"), f"{rec.extractor!r} is not an extractor of "
                              f"this study (known: {_known([*extractors, CATALOG_FEATURES])})."))
     elif rec.extractor is not None:
-        why = "learns its own CNN (set params.backbone)" if rec.kind == "dvbpr" else \
+        # A visual model that takes no features learns from pixels with its own CNN (DVBPR).
+        why = "learns its own CNN (set params.backbone)" if rec.kind in VISUAL_KINDS else \
             "uses no image features"
         problems.append(((*here, "extractor"), f"a {rec.kind} recommender {why}; remove the "
                          "extractor."))
-    if rec.kind == "two-stage":
+    if rec.kind == TWO_STAGE:
         problems += _check_two_stage(config, name, rec)
     else:
         for key in ("first_stage", "ranker"):
             if getattr(rec, key) is not None:
                 problems.append(((*here, key), f"only a two-stage recommender has a {key}."))
-        problems += _check_params(here, rec)
+        problems += _check_recommender_params(here, rec)
     return problems
 
 
 def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
     here: PathKey = ("recommenders", name)
     problems: list[Problem] = []
-    others = [n for n, r in config.recommenders.items() if r.kind != "two-stage"]
+    others = [n for n, r in config.recommenders.items() if r.kind != TWO_STAGE]
     for key in ("first_stage", "ranker"):
         ref = getattr(rec, key)
         if ref is None:
             problems.append(((*here, key), f"a two-stage recommender needs a {key} "
                              f"(known: {_known(others)})."))
-        elif ref not in config.recommenders or config.recommenders[ref].kind == "two-stage":
+        elif ref not in config.recommenders or config.recommenders[ref].kind == TWO_STAGE:
             problems.append(((*here, key), f"{ref!r} is not a (single-stage) recommender of this "
                              f"study (known: {_known(others)})."))
         elif key == "ranker" and config.recommenders[ref].kind not in VISUAL_KINDS:
@@ -820,38 +933,50 @@ def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) ->
     return problems
 
 
-def _check_params(here: PathKey, rec: RecommenderSection) -> list[Problem]:
-    try:
-        from varsec.recsys import RECOMMENDERS
-    except ImportError:  # the recommender layer is not installed yet
-        return []
-    klass = RECOMMENDERS.get(RECSYS_NAMES[rec.kind])
-    if klass is None:
-        return []
+# Parameters the study sets on every model (from ``seeds`` and ``device``), never per model.
+STUDY_SET_PARAMS = ("seed", "device")
+_PARAM_NAMED = re.compile(r"\bparameter (\w+)")
+
+
+def _check_recommender_params(here: PathKey, rec: RecommenderSection) -> list[Problem]:
+    """``params`` against the class's declared parameters: one problem per unknown name or bad
+    value at ``recommenders.NAME.params.KEY``; when every value is good, the class's own
+    cross-parameter checks (its ``_check_params``, run by building the untrained model, which
+    allocates no weights)."""
+    from varsec.recsys import recommender_class
+
+    klass = recommender_class(rec.kind)
     problems: list[Problem] = []
     for key, value in rec.params.items():
         where = (*here, "params", key)
-        if key in ("seed", "device"):
+        if key in STUDY_SET_PARAMS:
             problems.append((where, f"{key} is set by the study ({key}s / device), not per model."))
         elif key not in klass.params:
-            known = _known(k for k in klass.params if k not in ("seed", "device"))
+            known = _known(k for k in klass.params if k not in STUDY_SET_PARAMS)
             problems.append((where, f"unknown {rec.kind} parameter {key!r} (known: {known})."))
         elif not klass.params[key].accepts(value):
             problems.append((where, f"must be {klass.params[key].expectation()}, got {value!r}."))
-    return problems
+    if problems:
+        return problems
+    try:
+        klass(**rec.params)
+    except ConfigError as exc:
+        named = _PARAM_NAMED.search(str(exc))
+        key = named.group(1) if named and named.group(1) in rec.params else None
+        return [((*here, "params", key) if key else (*here, "params"), str(exc))]
+    return []
 
 
 def attack_objective(attack: AttackSection) -> str:
     """The objective an attack maximises (``auto`` resolved by kind and target)."""
+    from varsec.attacks.registry import attack_method
+
     if attack.objective != "auto":
         return attack.objective
-    if attack.kind == "insa":
-        return "insa"
-    if attack.kind == "expa":
-        return "feature-l2"
-    if attack.kind == "csema":
-        return "none"
-    if attack.kind == "bpr-untargeted" or attack.recommender:
+    own = attack_method(attack.kind).objective
+    if own is not None:
+        return own
+    if attack.recommender:
         return "bpr"
     if attack.items == "pairs":
         return "feature-cosine"
@@ -863,7 +988,7 @@ def attack_items(attack: AttackSection) -> str:
     if attack.items != "auto":
         return attack.items
     objective = attack_objective(attack)
-    if attack.kind in PROMOTION_KINDS:
+    if is_promotion(attack.kind):
         return "cold"
     if objective == "bpr":
         return "all"
@@ -876,7 +1001,7 @@ def attack_family(attack: AttackSection) -> str:
     """How an attack is evaluated: promotion (000), category (001), ranking (002), item2item
     (004)."""
     items = attack_items(attack)
-    if attack.kind in PROMOTION_KINDS or items == "cold":
+    if is_promotion(attack.kind) or items == "cold":
         return "promotion"
     if items == "pairs":
         return "item2item"
@@ -887,7 +1012,8 @@ def attack_family(attack: AttackSection) -> str:
 
 AUTO_CATEGORY = "auto"  # source_category / target_category chosen by training popularity
 POISONING, EVASION = "poisoning", "evasion"
-POISON_KINDS = ("vbpr", "amr", "alexrank", "knn")  # retrained on the attacked catalog's features
+# Retrained on the attacked catalog's features: the feature-based models.
+POISON_KINDS = RegisteredKinds("needs_features")
 
 
 def attack_threat(attack: AttackSection) -> str | None:
@@ -901,7 +1027,9 @@ def attack_threat(attack: AttackSection) -> str | None:
 # -- defense params -------------------------------------------------------------------------------
 YIN_RATIO = 212 / 224  # 002's random resize range: 212-224 of 224 (varsec.defenses.YIN_RATIO)
 EOT_SAMPLES = 10  # default EOT draws of an adaptive attack over a random layer
-RECONSTRUCTION_MODELS = ("vbpr", "amr")  # what the reconstruction defense is trained against
+# What the reconstruction defense is trained against: pixels in through a study extractor,
+# BPR-trained (VBPR, AMR).
+RECONSTRUCTION_MODELS = RegisteredKinds("visual", "needs_features", "pairwise")
 # Keys of a reconstruction defense's params that are not DefenseConfig fields.
 RECONSTRUCTION_OPTIONS = {
     "detection_eps": "FGSM budgets of the detection test (002 Table 3); default: the eps of "
@@ -965,6 +1093,8 @@ def reconstructable(config: StudyConfig, recommender: str) -> bool:
 
 
 def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list[Problem]:
+    from varsec.attacks.registry import attack_method
+
     here: PathKey = ("attacks", name)
     problems: list[Problem] = []
     recs, exts = config.recommenders, config.extractors
@@ -985,8 +1115,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     if problems:
         return problems
     objective = attack_objective(attack)
-    needs_rec = attack.kind in (*PROMOTION_KINDS, "bpr-untargeted") or objective in ("insa",
-                                                                                        "bpr")
+    needs_rec = is_promotion(attack.kind) or objective in ("insa", "bpr")
     if needs_rec and not attack.recommender:
         problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
                          f"recommender it attacks through (known: {_known(recs)})."))
@@ -995,7 +1124,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                          f"{objective} needs the extractor it attacks (known: {_known(exts)})."))
     if attack.recommender and attack.extractor:
         problems.append(((*here, "extractor"), "give either recommender or extractor, not both."))
-    if attack.kind in PROMOTION_KINDS:
+    if is_promotion(attack.kind):
         for ref in attack.recommender:
             if recs[ref].kind != "two-stage":
                 problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "
@@ -1003,19 +1132,22 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                                  f"{ref!r} is a {recs[ref].kind}."))
     if objective == "bpr":
         for ref in attack.recommender:
-            if recs[ref].kind not in ("vbpr", "amr", "dvbpr"):
-                problems.append(((*here, "recommender"), f"the BPR objective needs a vbpr, amr "
-                                 f"or dvbpr recommender; {ref!r} is a {recs[ref].kind}."))
+            if recs[ref].kind not in BPR_KINDS:
+                problems.append(((*here, "recommender"), f"the BPR objective needs a visual "
+                                 f"pairwise recommender ({', '.join(BPR_KINDS)}); {ref!r} is "
+                                 f"a {recs[ref].kind}."))
     problems += _check_threat(config, here, attack)
     if objective == "classifier-targeted":
         for key in ("source_category", "target_category"):
             if getattr(attack, key) is None:
                 problems.append(((*here, key), "a targeted classifier attack needs a "
                                  "source_category and a target_category."))
-    if attack.kind != "csema" and not attack.eps:
+    method = attack_method(attack.kind)
+    if method.uses_eps and not attack.eps:
         problems.append(((*here, "eps"), "give at least one eps (8-bit levels)."))
-    if attack.diagnose is not None and attack.kind == "csema":
-        problems.append(((*here, "diagnose"), "c-SEMA has no eps to sweep; remove diagnose."))
+    if attack.diagnose is not None and not method.uses_eps:
+        problems.append(((*here, "diagnose"), f"{method.title} has no eps to sweep; remove "
+                         "diagnose."))
     elif attack.diagnose is not None and not attack.diagnose.eps:
         problems.append(((*here, "diagnose", "eps"), "give at least one eps to sweep (8-bit "
                          "levels)."))
@@ -1024,14 +1156,23 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
             problems.append(((*here, "diagnose", "targets", i), f"{ref!r} is not a target of "
                              f"this attack (its targets: "
                              f"{', '.join([*attack.recommender, *attack.extractor])})."))
-    per_step = attack.params.get("users_per_step")
-    if per_step is not None and (attack.kind != "insa" or isinstance(per_step, bool)
-                                 or not isinstance(per_step, int) or per_step < 1):
-        problems.append(((*here, "params", "users_per_step"), "must be an integer >= 1 of an "
-                         f"insa attack (users per Adam step), got {per_step!r}."))
+    problems += _check_attack_params(here, attack, objective)
     if objective.startswith("classifier") and attack.items not in ("auto", "category", "all"):
         problems.append(((*here, "items"), f"a classifier attack perturbs a category or all "
                          f"items, not {attack.items!r}."))
+    return problems
+
+
+def _check_attack_params(here: PathKey, attack: AttackSection, objective: str) -> list[Problem]:
+    """``params`` against what the attack, its objective and the stage declare; ``steps``
+    at least 1 for an iterative attack."""
+    from varsec.attacks.registry import attack_method, param_problems
+
+    problems: list[Problem] = [((*here, "params", key), message) for key, message in
+                               param_problems(attack.kind, objective, attack.params)]
+    if attack_method(attack.kind).iterative and attack.steps < 1:
+        problems.append(((*here, "steps"), f"must be at least 1 for {attack.kind}, an iterative "
+                         f"attack, got {attack.steps}."))
     return problems
 
 
@@ -1087,28 +1228,38 @@ def insa_batches(config: StudyConfig, attack: AttackSection) -> tuple[int, int |
 
 def attack_reach(config: StudyConfig, attack: AttackSection, eps: float) -> Reach | None:
     """The :class:`Reach` of ``attack`` at ``eps``; None for single-step and non-gradient
-    attacks, for PGD's default step (2.5 * eps / steps always reaches eps) and when it cannot
-    be known before the data is loaded."""
-    kind, steps, params = attack.kind, attack.steps, attack.params
-    if steps < 1 or kind in ("fgsm", "csema") or (kind == "bpr-untargeted" and steps <= 1):
+    attacks, for PGD's default step (2.5 * eps / steps always reaches eps), for steps that are
+    not pixel steps (C&W-L2's tanh-space rate) and when it cannot be known before the data is
+    loaded."""
+    from varsec.attacks.registry import attack_method
+
+    method, steps = attack_method(attack.kind), attack.steps
+    if steps < 1 or not method.iterative or method.step_unit != "8-bit levels":
         return None
-    if kind in ("pgd", "bpr-untargeted"):
-        alpha = resolve_alpha(attack.alpha, eps, steps)
-        return None if alpha is None else Reach(steps, alpha, f"{steps} steps x alpha {alpha:g}")
-    if kind == "cw":  # C&W-L2 minimises the distortion (tanh space), it does not spend eps
+    alpha = resolve_alpha(attack.alpha, eps, steps) if method.uses_alpha else None
+    if method.uses_alpha and alpha is None:
         return None
-    lr = params.get("lr", 1.0)
-    if not _number(lr) or lr <= 0:
+    try:
+        rule = method.rule(eps, steps, alpha, method.settings(attack.params))
+    except ConfigError:
         return None
-    if kind == "insa":
+    if rule is None or rule.name == "fgsm":
+        return None
+    if method.uses_alpha:
+        return Reach(steps, float(alpha), f"{steps} steps x alpha {alpha:g}")
+    lr = rule.describe().get("lr")
+    if lr is None:  # a rule whose steps are not a fixed size (DeepFool's linearised steps)
+        return None
+    lr = float(lr)
+    if attack_objective(attack) == "insa":
         batches, users = insa_batches(config, attack)
         if batches == 0:
             return None
         total = steps * batches
-        how = (f"{steps} epochs x {batches} minibatches of {params['users_per_step']} of the "
-               f"{users} users" if batches > 1 else f"{steps} epochs of one step")
-        return Reach(total, float(lr), f"{total} Adam steps ({how}) x lr {lr:g}")
-    return Reach(steps, float(lr), f"{steps} Adam steps x lr {lr:g}")
+        how = (f"{steps} epochs x {batches} minibatches of {attack.params['users_per_step']} "
+               f"of the {users} users" if batches > 1 else f"{steps} epochs of one step")
+        return Reach(total, lr, f"{total} Adam steps ({how}) x lr {lr:g}")
+    return Reach(steps, lr, f"{steps} Adam steps x lr {lr:g}")
 
 
 def budget_warnings(config: StudyConfig) -> list[Problem]:
@@ -1125,7 +1276,7 @@ def budget_warnings(config: StudyConfig) -> list[Problem]:
 
 
 def _budget_warning(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
-    if attack.kind == "csema":
+    if not attack.eps:
         return []
     short = [(eps, reach) for eps in attack.eps
              if (reach := attack_reach(config, attack, eps)) is not None
@@ -1153,10 +1304,11 @@ def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> l
         elif config.extractors[ref].training in ("standard", "none"):
             problems.append(((*here, "extractor", i), f"extractor {ref!r} is not adversarially "
                              f"trained (training: {config.extractors[ref].training})."))
-    if defense.kind == "adversarial-training" and not defense.extractor:
+    pixel = defense_fact(defense.kind, "pixel")
+    if not pixel and not defense.extractor:
         problems.append(((*here, "extractor"), "name the adversarially trained extractor(s) "
                          f"(known: {_known(config.extractors)})."))
-    if defense.kind != "adversarial-training" and defense.extractor:
+    if pixel and defense.extractor:
         problems.append(((*here, "extractor"), f"only adversarial-training names extractors, "
                          f"not {defense.kind}."))
     for i, value in enumerate(defense.strengths):
@@ -1172,7 +1324,9 @@ def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> l
 
 
 def _check_adaptive(config: StudyConfig, here: PathKey, defense: DefenseSection) -> list[Problem]:
-    if defense.kind == "adversarial-training":
+    from varsec.attacks.registry import attack_method
+
+    if not defense_fact(defense.kind, "pixel"):
         return [((*here, "adaptive"), "a robust extractor is attacked white-box by the study's "
                  "attacks already; adaptive applies to input transforms and reconstruction.")]
     if isinstance(defense.adaptive, list):
@@ -1186,9 +1340,10 @@ def _check_adaptive(config: StudyConfig, here: PathKey, defense: DefenseSection)
             covered = defense.attacks or list(config.attacks)
             problems.append(((*here, key, i), f"{ref!r} is not an attack this defense covers "
                              f"(known: {_known(covered)})."))
-        elif ref in config.attacks and config.attacks[ref].kind == "csema":
-            problems.append(((*here, key, i), f"{ref!r} is a c-SEMA attack (a pasted patch, no "
-                             "gradient): it cannot adapt to a defense; leave it out of the "
+        elif ref in config.attacks and not attack_method(config.attacks[ref].kind).gradient:
+            method = attack_method(config.attacks[ref].kind)
+            problems.append(((*here, key, i), f"{ref!r} is a {method.title} attack ({method.how}, "
+                             "no gradient): it cannot adapt to a defense; leave it out of the "
                              "adaptive attacks."))
     return problems
 
@@ -1291,18 +1446,11 @@ def _option_problem(key: str, value: Any) -> str | None:
 
 
 def _strength_problem(kind: str, value: float) -> str | None:
-    integral = float(value).is_integer()
-    if kind == "jpeg" and not (integral and 1 <= value <= 100):
-        return f"a JPEG quality is an integer in [1, 100], got {value:g}."
-    if kind == "bit-depth" and not (integral and 1 <= value <= 8):
-        return f"a bit depth is an integer in [1, 8], got {value:g}."
-    if kind == "median" and not (integral and value >= 3 and int(value) % 2 == 1):
-        return f"a median window is an odd integer >= 3, got {value:g}."
-    if kind == "resize-pad" and not 0 < value <= 1:
-        return f"a resize-pad strength is the resize ratio in (0, 1], got {value:g}."
-    if kind in ("adversarial-training", "reconstruction"):
-        return f"a {kind} defense has no strength sweep."
-    return None
+    """Why ``value`` cannot be a strength of ``kind``: the defense class's own checks of the
+    parameter it sweeps (``varsec.defenses.registry.strength_problem``)."""
+    from varsec.defenses.registry import strength_problem
+
+    return strength_problem(kind, value)
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -1323,7 +1471,80 @@ def schema_yaml() -> str:
         "# show one example entry called <name>. Epsilons are 8-bit levels (8 means 8/255).",
     ]
     _model_lines(StudyConfig, lines, indent=0)
+    lines += _recommender_lines() + _attack_lines() + _defense_lines()
     return "\n".join(lines) + "\n"
+
+
+def _recommender_lines() -> list[str]:
+    """The registered recommenders with their ``params`` (defaults and valid values)."""
+    from varsec.recsys import known_recommenders, recommender_class
+
+    lines = ["", "# Registered recommenders (recommenders.<name>.kind; two-stage joins two of "
+             "them) and", "# the params each declares:"]
+    for name in known_recommenders():
+        cls = recommender_class(name)
+        also = f" (also: {', '.join(cls.aliases)})" if cls.aliases else ""
+        facts = [fact for fact in ("visual", "needs_features", "pairwise")
+                 if getattr(cls, fact, False)]
+        lines.append(f"#   {name}{also}: {cls.__name__}" + (f" ({', '.join(facts)})"
+                                                            if facts else ""))
+        lines += _param_lines({k: v for k, v in cls.params.items()
+                               if k not in ("seed", "device")})  # the study sets these
+    return lines
+
+
+def _attack_lines() -> list[str]:
+    """The registered attacks and objectives with their ``params`` (defaults and what a valid
+    value is), as comments: what an attack's ``params:`` may set."""
+    from varsec.attacks.registry import (
+        STAGE_PARAMS,
+        attack_method,
+        known_attacks,
+        known_objectives,
+        objective_params,
+    )
+
+    lines = ["", "# Registered attacks (attacks.<name>.kind) and the params each declares; every",
+             "# attack also takes the params of its objective and of the stage."]
+    entries = [(name, attack_method(name)) for name in known_attacks()]
+    for name, method in entries:
+        also = f" (also: {', '.join(method.aliases)})" if method.aliases else ""
+        steps = f"default steps {method.steps}" if method.iterative else "one shot"
+        lines.append(f"#   {name}{also}: {method.title} ({method.paper or 'varsec'}), {steps}")
+        lines += _param_lines(method.params)
+    lines.append("# Objectives (attacks.<name>.objective) and their params:")
+    for name in known_objectives():
+        lines.append(f"#   {name}")
+        lines += _param_lines(objective_params(name))
+    lines.append("# Stage params of every attack:")
+    lines += _param_lines(STAGE_PARAMS)
+    return lines
+
+
+def _defense_lines() -> list[str]:
+    """The registered defenses: the parameter each sweeps, its default sweep, its attacker."""
+    from varsec.defenses.registry import defense_class, known_defenses
+
+    lines = ["", "# Registered defenses (defenses.<name>.kind): the strength each sweeps and the",
+             "# attacker that knows it (adaptive: true):"]
+    for name in known_defenses():
+        cls = defense_class(name)
+        if cls.strength is None:
+            sweep = "no strength sweep"
+        else:
+            levels = ", ".join(f"{v:g}" for v in cls.default_sweep)
+            sweep = f"strength = {cls.strength} ({cls.params[cls.strength].expectation()}), " \
+                    f"default [{levels}]"
+        lines.append(f"#   {name}: {cls.label}; {sweep}; adaptive attacker: "
+                     f"{cls.adaptive or 'none'}")
+    return lines
+
+
+def _param_lines(declared: dict[str, Any]) -> list[str]:
+    from varsec.params import describe
+
+    return [f"#       {r['name']}: {r['default']!r} - {r['expects']}; {r['doc']}"
+            for r in describe(declared)]
 
 
 def _model_lines(model: type[BaseModel], lines: list[str], indent: int) -> None:
@@ -1381,8 +1602,6 @@ def _scalar(value: Any) -> str:
 
 
 __all__ = [
-    "ATTACK_KINDS",
-    "DEFENSE_KINDS",
     "PROFILES",
     "RECOMMENDER_KINDS",
     "RECONSTRUCTION_OPTIONS",
@@ -1407,6 +1626,7 @@ __all__ = [
     "check_references",
     "defense_params",
     "diagnosis_attack",
+    "is_promotion",
     "load_study",
     "load_study_text",
     "ranking_model",

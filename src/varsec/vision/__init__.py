@@ -5,7 +5,7 @@ Images are float32 N x C x H x W in [0, 1]; every resize and normalisation lives
 backbone; eps is in 8-bit levels.
 """
 
-from varsec.vision.adversarial import check_eps, eval_mode, pgd_linf, quantize
+from varsec.vision.adversarial import check_eps, eval_mode, pgd_linf, quantize_float
 from varsec.vision.base import Backbone
 from varsec.vision.checkpoint import Checkpoint, load_checkpoint, open_backbone, save_checkpoint
 from varsec.vision.features import (
@@ -15,6 +15,7 @@ from varsec.vision.features import (
     extract_features,
     feature_cache_key,
 )
+from varsec.vision.perturbation import float_to_uint8, uint8_to_float
 from varsec.vision.registry import create_backbone, known_backbones, register_backbone
 from varsec.vision.robustness import RobustnessReport, evaluate_robustness
 from varsec.vision.splits import CatalogParts, catalog_parts
@@ -38,12 +39,14 @@ __all__ = [
     "evaluate_robustness",
     "extract_features",
     "feature_cache_key",
+    "float_to_uint8",
     "known_backbones",
     "load_checkpoint",
     "open_backbone",
     "pgd_linf",
-    "quantize",
+    "quantize_float",
     "register_backbone",
     "save_checkpoint",
     "train_classifier",
+    "uint8_to_float",
 ]

@@ -72,7 +72,7 @@ def pgd_linf(
     while attacking (:func:`~varsec.vision.perturbation.affine_batch_norm`: the same values up
     to float rounding, a cheaper backward pass); False keeps the native kernels. Steps,
     projection and random start are torchattacks' floating-point operations. Returns float
-    images, detached; quantise them with :func:`quantize` before measuring anything.
+    images, detached; quantise them with :func:`quantize_float` before measuring anything.
     """
     eps = check_eps(eps)
     steps = check_steps(steps)
@@ -90,12 +90,14 @@ def pgd_linf(
     return adv.detach()
 
 
-def quantize(adv: Tensor, clean: Tensor | None = None, eps: float | None = None) -> Tensor:
-    """Round images to the 8-bit grid; with ``clean`` and ``eps``, stay inside the eps-ball.
+def quantize_float(adv: Tensor, clean: Tensor | None = None,
+                   eps: float | None = None) -> Tensor:
+    """Round images to the 8-bit grid and return them as *float* in [0, 1]; with ``clean`` and
+    ``eps``, stay inside the eps-ball.
 
     Rounding can push a pixel half a level past a non-integer eps; it is then pulled back to the
     nearest grid value inside the ball, so the quantised image honours the budget exactly.
-    Returns float images in [0, 1] on the grid (the attack engine's twin returns uint8).
+    :func:`varsec.attacks.quantize.quantize` rounds the same way and returns uint8.
     """
     return quantize_levels(adv, clean, eps).div_(LEVELS)
 
@@ -107,6 +109,6 @@ __all__ = [
     "eval_mode",
     "pgd_linf",
     "project",
-    "quantize",
+    "quantize_float",
     "random_start",
 ]

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from varsec.data.catalog import ItemCatalog
-from varsec.errors import ConfigError, DataError
+from varsec.errors import DataError
 from varsec.io import progress, save_npy_atomic, sha256_bytes, sha256_file, write_json_atomic
+from varsec.params import check_int
 from varsec.vision.adversarial import eval_mode
 from varsec.vision.base import Backbone
 from varsec.vision.splits import image_batch
@@ -62,8 +63,7 @@ def compute_features(
     """Features of every catalog image at ``layer``: float32 N x D, batched, without gradients."""
     if not catalog.has_pixels:
         raise DataError(f"catalog {catalog.name!r} holds features only; there are no images.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", low=1)
     layer = backbone.check_layer(layer)
     n, device = len(catalog), backbone.device
     out = np.empty((n, backbone.feature_dims[layer]), dtype=np.float32)

@@ -12,7 +12,9 @@ This module holds the one implementation of each piece that :mod:`varsec.vision.
 * the PGD L-inf pieces in torchattacks' floating-point form (Madry et al., 2018): the random
   start (:func:`random_start`), the signed step (:func:`linf_step`) and the projection onto the
   eps-ball intersected with [0, 1] (:func:`project_linf_`);
-* rounding to the 8-bit grid inside the budget (:func:`quantize_levels`, :func:`budget_levels`).
+* rounding to the 8-bit grid inside the budget (:func:`quantize_levels`, :func:`budget_levels`);
+* the one uint8 <-> float conversion of every layer (:func:`uint8_to_float`,
+  :func:`float_to_uint8`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from numbers import Real
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -225,6 +228,45 @@ def quantize_levels(adv: Tensor, clean: Tensor | None = None, eps: float | None 
     return levels.clamp_(0, LEVELS)
 
 
+# -- uint8 <-> float ---------------------------------------------------------------------------
+def _from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor over ``array`` (a copy of a read-only one, e.g. a memory map opened ``r``, which
+    torch would warn about)."""
+    array = np.ascontiguousarray(array)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def uint8_to_float(images: Tensor | np.ndarray, device: torch.device | str | None = None,
+                   name: str = "images") -> Tensor:
+    """uint8 pixels -> float32 in [0, 1], ``x / 255`` (DESIGN.md section 2: images are stored as
+    uint8 and worked on as float32 in [0, 1]).
+
+    ``images``: a uint8 tensor or numpy array (a memory map too), any shape; with ``device``
+    the uint8 pixels are moved there first, then converted. Any other dtype is refused: float
+    images divided by 255 again would silently turn almost black.
+    """
+    if not isinstance(images, Tensor | np.ndarray) or images.dtype not in (torch.uint8, np.uint8):
+        got = images.dtype if isinstance(images, Tensor | np.ndarray) else type(images).__name__
+        raise ConfigError(f"{name} must be uint8 pixels (a tensor or numpy array), got {got}.")
+    tensor = _from_numpy(images) if isinstance(images, np.ndarray) else images
+    if device is not None:
+        tensor = tensor.to(device)
+    return tensor.float().div_(LEVELS)
+
+
+def float_to_uint8(images: Tensor, name: str = "images") -> Tensor:
+    """Float images in [0, 1] -> uint8 on the same device: every pixel rounded to the nearest
+    8-bit level (halves to even, as :func:`torch.round`), values outside [0, 1] clipped.
+
+    No budget: adversarial images are rounded with :func:`quantize_levels` and a clean image
+    instead, so that they stay inside their eps-ball.
+    """
+    if not isinstance(images, Tensor) or not images.is_floating_point():
+        got = images.dtype if isinstance(images, Tensor) else type(images).__name__
+        raise ConfigError(f"{name} must be a float tensor in [0, 1], got {got}.")
+    return quantize_levels(images).to(torch.uint8)
+
+
 __all__ = [
     "BUDGET_SLACK",
     "LEVELS",
@@ -234,9 +276,11 @@ __all__ = [
     "default_alpha",
     "eval_mode",
     "evaluating",
+    "float_to_uint8",
     "linf_step",
     "project_linf_",
     "quantize_levels",
     "random_start",
     "to_levels",
+    "uint8_to_float",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 
 from varsec.data.catalog import ItemCatalog
 from varsec.errors import ConfigError, ModelError
+from varsec.params import check_int
 from varsec.vision.adversarial import check_eps, default_alpha
 from varsec.vision.base import Backbone
 from varsec.vision.splits import image_batch, label_batch, num_classes, part_indices
@@ -93,8 +94,7 @@ def evaluate_robustness(
     ``limit`` evaluates a seeded random sample of that many items (quick checks).
     """
     eps_values = [check_eps(e) for e in eps]
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps must be an integer >= 1, got {steps!r}.")
+    steps = check_int(steps, "steps", low=1)
     _check_classifier(backbone, catalog)
     indices = part_indices(catalog, part, val_fraction=val_fraction, seed=seed)
     if limit is not None and limit < len(indices):

@@ -16,6 +16,7 @@ import torch
 
 from varsec.data.catalog import ItemCatalog
 from varsec.errors import DataError
+from varsec.vision.perturbation import uint8_to_float
 
 TEST_FRACTION = 1 / 7  # Fashion-MNIST's own 10,000 of 70,000
 TEST_SEED = 0  # the test part does not move with the training seed: models stay comparable
@@ -100,7 +101,7 @@ def image_batch(catalog: ItemCatalog, indices: np.ndarray, device: str = "cpu") 
     """Float32 [0, 1] images of the rows ``indices`` (N x C x H x W)."""
     assert catalog.images is not None
     pixels = np.asarray(catalog.images[np.asarray(indices)])
-    return torch.from_numpy(pixels).to(device).float().div_(255.0)
+    return uint8_to_float(pixels, device)
 
 
 def label_batch(catalog: ItemCatalog, indices: np.ndarray, device: str = "cpu") -> torch.Tensor:

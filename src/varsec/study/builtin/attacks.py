@@ -54,59 +54,21 @@ from varsec.study.stages import (
     register_stage,
 )
 
-NOT_AVAILABLE = ("attack stages are not available yet: the attack layer (varsec.attacks, "
-                 "issue 5) does not provide {name} yet")
-_NEEDS = {"fgsm": "FGSMStep", "pgd": "PGDStep", "cw": "CWL2Step", "cw-linf": "CWLinfStep",
-          "insa": "INSA", "expa": "expa_objective", "csema": "csema_batch",
-          "bpr-untargeted": "poison_catalog"}
-
-
 Engine = Callable[..., Any]  # run_attack(objective, images, rule, **options) -> AttackResult
 Runs = list[tuple[Any, Any]]  # (step rule, AttackResult.history) of every engine call
 
 
-def _reason(config: dict[str, Any]) -> str | None:
-    """Why this attack cannot run today (None when the attack layer provides it)."""
-    try:
-        import varsec.attacks as attacks
-    except ImportError:
-        return NOT_AVAILABLE.format(name=_NEEDS.get(config["kind"], config["kind"]))
-    if config.get("through") is not None:
-        from varsec.study.builtin.defenses import unavailable
-
-        reason = unavailable(config["through"])
-        if reason:
-            return reason
-    needed = [_NEEDS.get(config["kind"], ""), "run_attack"]
-    if config["family"] == "ranking":
-        needed.append("BPRUntargeted")
-    missing = [name for name in needed if name and not hasattr(attacks, name)]
-    return NOT_AVAILABLE.format(name=", ".join(missing)) if missing else None
-
-
 def _rule(config: dict[str, Any], steps: int | None = None) -> Any:
-    """The step rule of ``config``; every step size in 8-bit levels (``steps``: the optimizer
-    steps when they differ from the section's, as INSA's epochs x user minibatches)."""
-    from varsec.attacks import AdamStep, CWL2Step, CWLinfStep, FGSMStep, PGDStep
+    """The step rule of ``config``, built by its registered attack; every step size in 8-bit
+    levels (``steps``: the optimizer steps when they differ from the section's, as INSA's
+    epochs x user minibatches)."""
+    from varsec.attacks.registry import attack_method
     from varsec.study.schema import resolve_alpha
 
-    kind, eps = config["kind"], config["eps"]
+    method, eps = attack_method(config["kind"]), config["eps"]
     steps = config["steps"] if steps is None else steps
-    params = config["params"]
-    if kind == "fgsm" or (kind == "bpr-untargeted" and steps <= 1):
-        return FGSMStep(eps=eps)
-    if kind in ("pgd", "bpr-untargeted"):
-        return PGDStep(eps=eps, alpha=resolve_alpha(config["alpha"], eps, steps), steps=steps,
-                       random_start=params.get("random_start", True))
-    if kind in ("insa", "expa"):
-        return AdamStep(eps=eps, lr=params.get("lr", 1.0), steps=steps,
-                        random_start=params.get("random_start", False))
-    if kind == "cw":
-        return CWL2Step(c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 0.01),
-                        binary_search_steps=params.get("binary_steps", 5),
-                        eps=None if eps >= 255 else eps)
-    return CWLinfStep(eps=eps, c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 1.0),
-                      binary_search_steps=params.get("binary_steps", 1))
+    alpha = resolve_alpha(config["alpha"], eps, steps) if method.uses_alpha else None
+    return method.rule(eps, steps, alpha, method.settings(config["params"]))
 
 
 def _images(dataset: Any, items: np.ndarray) -> np.ndarray:
@@ -148,12 +110,12 @@ def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: 
     ranker_output = target.inputs.get("ranker", target)
     ranker = load_model(ranker_output, ctx.device)
     params = config["params"]
-    if config["kind"] == "csema":
+    if config["objective"] == "none":  # c-SEMA: the hook item pasted in, no model
         hook = resolve_hook(dataset, _hook(config))
         hook_image = _images(dataset, np.array([hook]))[0]
         options = {k: params[k] for k in ("size", "corner", "margin", "caption") if k in params}
         return items, csema_batch(clean, hook_image, **options).numpy(), {"hook": int(hook)}
-    if config["kind"] == "insa":
+    if config["objective"] == "insa":
         objective = INSA(ranker, users_per_step=params.get("users_per_step"),
                          aggregate=params.get("aggregate", "logsumexp"), seed=config["seed"])
         info: dict[str, Any] = {"optimizer_steps": objective.optimizer_steps(config["steps"])}
@@ -284,7 +246,10 @@ def _budget(config: dict[str, Any], optimizer_steps: int | None) -> dict[str, An
     """The budget the attack ran with beside the paper's (``paper_budget``), for the report:
     steps as the study gives them, the optimizer steps they make, the step size in 8-bit
     levels (C&W-L2: its tanh-space rate) and how far a pixel can travel."""
-    if config["kind"] == "csema":
+    from varsec.attacks.registry import attack_method
+
+    method = attack_method(config["kind"])
+    if not method.uses_eps:
         return {"paper": config.get("paper_budget")}
     rule = _rule(config, optimizer_steps)
     described = rule.describe()
@@ -292,9 +257,9 @@ def _budget(config: dict[str, Any], optimizer_steps: int | None) -> dict[str, An
     taken = int(described.get("steps", config["steps"]))
     budget: dict[str, Any] = {"steps": int(config["steps"]), "optimizer_steps": taken,
                               "step_size": None if size is None else float(size),
-                              "unit": "tanh" if config["kind"] == "cw" else "8-bit levels",
+                              "unit": "tanh" if method.step_unit == "tanh" else "8-bit levels",
                               "eps": config["eps"], "paper": config.get("paper_budget")}
-    if size is not None and config["kind"] != "cw":
+    if size is not None and method.step_unit != "tanh":
         budget["reach"] = float(size) * taken
     return budget
 
@@ -315,10 +280,10 @@ def _judged_history(config: dict[str, Any], rule: Any, history: Any) -> tuple[np
     round (each round restarts from the clean image with another constant); INSA's
     user-minibatch steps averaged per epoch (each step sees other users, an epoch all)."""
     values = np.asarray(history, dtype=np.float64)
-    if rule.name in ("cw-l2", "cw-linf"):
+    if getattr(rule, "binary_search_steps", None):  # C&W: each round restarts
         return values[-rule.steps:], "step"
     epochs = int(config["steps"])
-    if config["kind"] == "insa" and 0 < epochs < len(values) and len(values) % epochs == 0:
+    if config["objective"] == "insa" and 0 < epochs < len(values) and len(values) % epochs == 0:
         return values.reshape(epochs, len(values) // epochs, -1).mean(1), "epoch"
     return values, "step"
 
@@ -340,13 +305,10 @@ def _convergence(ctx: StageContext, config: dict[str, Any], runs: Runs) -> dict[
             "items": int(combined.shape[1])}
 
 
-@register_stage("attack", version="2", estimate=_estimate, available=_reason)
+@register_stage("attack", version="2", estimate=_estimate)
 def attack_stage(ctx: StageContext, config: dict[str, Any],
                  inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     """Run the attack (see the module docstring for the outputs)."""
-    reason = _reason(config)
-    if reason:
-        raise StageUnavailableError(reason)
     dataset = load_dataset(inputs["data"])
     target = inputs["target"]
     runs: Runs = []

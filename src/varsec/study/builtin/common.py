@@ -176,20 +176,18 @@ def choose_categories(dataset: Dataset, source: str | None,
 
 
 # -- replacing item content ----------------------------------------------------------------------
-def images_tensor(images_uint8: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    """uint8 NCHW -> float32 [0, 1] tensor."""
-    return torch.from_numpy(np.ascontiguousarray(images_uint8)).to(device).float().div_(255.0)
-
 
 def features_of(extractor: StageOutput, images_uint8: np.ndarray, device: str = "cpu",
                 batch: int = 256) -> np.ndarray:
     """Features of uint8 images under an extractor stage's backbone and layer."""
+    from varsec.vision.perturbation import uint8_to_float
+
     backbone = load_backbone(extractor, device)
     layer = feature_layer(extractor)
     parts = []
     with torch.no_grad():
         for start in range(0, len(images_uint8), batch):
-            chunk = images_tensor(images_uint8[start:start + batch], device)
+            chunk = uint8_to_float(images_uint8[start:start + batch], device)
             parts.append(backbone.features(chunk, layer).float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
@@ -203,13 +201,14 @@ def with_replaced_items(model: Any, dataset: Dataset, items: np.ndarray,
     each replaced item is recomputed from its new image.
     """
     from varsec.recsys import AMR, DVBPR, VBPR, AlexRank, VisualKNN
+    from varsec.vision.perturbation import uint8_to_float
 
     items = np.asarray(items, dtype=np.int64)
     clone = copy.deepcopy(model)
     index = torch.as_tensor(items, device=clone.device)
     with torch.no_grad():
         if isinstance(clone, DVBPR):
-            embeddings = clone.embed(images_tensor(images_uint8, str(clone.device)))
+            embeddings = clone.embed(uint8_to_float(images_uint8, str(clone.device)))
             clone.item_embeddings[index] = embeddings
             return clone
         extractor = model_output.inputs.get("extractor")
@@ -259,7 +258,6 @@ __all__ = [
     "exclusion",
     "extractor_features",
     "features_of",
-    "images_tensor",
     "load_backbone",
     "load_dataset",
     "load_model",

@@ -36,32 +36,16 @@ from varsec.study.stages import (
     register_stage,
 )
 
-TRANSFORMS = ("jpeg", "bit-depth", "median", "resize-pad")
-NOT_AVAILABLE = ("defense stages are not available yet: the defense layer (varsec.defenses, "
-                 "issue 6) does not provide {kind} yet")
-_NEEDS = {"reconstruction": ("train_defense", "load_defense", "DetectorAwareObjective",
-                             "detection_table")}
 Defend = Callable[[np.ndarray], tuple[np.ndarray, float | None]]
 
 
-def unavailable(config: dict[str, Any]) -> str | None:
-    """Why a defense of ``config["kind"]`` cannot run today (None when the layer has it)."""
-    try:
-        import varsec.defenses as defenses
-    except ImportError:
-        return NOT_AVAILABLE.format(kind=config["kind"])
-    needed = _NEEDS.get(config["kind"], ("defend_images", "make_transform"))
-    missing = [name for name in needed if not hasattr(defenses, name)]
-    return NOT_AVAILABLE.format(kind=", ".join(missing)) if missing else None
-
-
 def input_transform(kind: str, strength: float, seed: int | None = None) -> Any:
-    """The input transform ``kind`` at ``strength`` (resize-pad: seeded when ``seed`` is set)."""
-    from varsec.defenses import ResizePad, make_transform
+    """The input transform ``kind`` at ``strength``, seeded when it is random and ``seed`` is
+    set (resize-pad)."""
+    from varsec.defenses.registry import build_transform, defense_class
 
-    if kind == "resize-pad":
-        return ResizePad(ratio=float(strength), seed=seed)
-    return make_transform(kind, strength)
+    seeded = seed is not None and "seed" in defense_class(kind).params
+    return build_transform(kind, strength, **({"seed": seed} if seeded else {}))
 
 
 def adaptive_objective(objective: Any, through: dict[str, Any], fit: StageOutput | None,
@@ -119,7 +103,9 @@ def _estimate(config: dict[str, Any], study: Any) -> float:
     """Rough seconds: a fit by its epochs (mix and joint epochs also attack with PGD)."""
     scale = {"quick": 1.0, "default": 5.0, "paper": 40.0}.get(study.dataset.profile, 5.0)
     if config["action"] != "fit":
-        return scale * (1.0 if config["kind"] in TRANSFORMS else 3.0)
+        from varsec.study.schema import defense_fact
+
+        return scale * (3.0 if defense_fact(config["kind"], "trained") else 1.0)
     from varsec.defenses import DefenseConfig
 
     settings = DefenseConfig.from_dict(config["params"])
@@ -128,13 +114,10 @@ def _estimate(config: dict[str, Any], study: Any) -> float:
     return scale * (5.0 + 3.0 * epochs)
 
 
-@register_stage("defense", version="2", estimate=_estimate, available=unavailable)
+@register_stage("defense", version="2", estimate=_estimate)
 def defense_stage(ctx: StageContext, config: dict[str, Any],
                   inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     """Apply or fit the defense (see the module docstring for the outputs)."""
-    reason = unavailable(config)
-    if reason:
-        raise StageUnavailableError(reason)
     ctx.info.update(kind=config["kind"], action=config["action"])
     if config["action"] == "fit":
         return reconstruction.fit_reconstruction(ctx, config, inputs)

@@ -32,7 +32,6 @@ from varsec.study.builtin.common import (
     exclusion,
     extractor_features,
     features_of,
-    images_tensor,
     load_dataset,
     load_model,
     sample_cold_items,
@@ -200,11 +199,13 @@ def _defended_catalog(inputs: dict[str, StageOutput]) -> np.ndarray | None:
 
 def _image_scores(pipeline: Any, sets: Any, images_uint8: np.ndarray) -> torch.Tensor:
     """Ranker scores [U, B] of uint8 images (batched, no gradients)."""
+    from varsec.vision.perturbation import uint8_to_float
+
     parts = []
     with torch.no_grad():
         for start in range(0, len(images_uint8), SCORE_BATCH):
-            batch = images_tensor(images_uint8[start:start + SCORE_BATCH],
-                                  str(pipeline.ranker.device))
+            batch = uint8_to_float(images_uint8[start:start + SCORE_BATCH],
+                                   str(pipeline.ranker.device))
             parts.append(pipeline.score_images(sets, batch).detach().cpu())
     return torch.cat(parts, 1)
 

@@ -160,6 +160,7 @@ def reconstruct(fit: StageOutput, params: dict[str, Any], seed: int, device: str
     """uint8 images through T (and the random layer), and the share the detector flags (None
     without a detector); T runs once per image for both."""
     from varsec.defenses.base import module_device
+    from varsec.vision.perturbation import float_to_uint8, uint8_to_float
 
     fitted = load_fitted(fit, device)
     layer = random_layer(params.get("random_resize_pad"), seed)
@@ -169,13 +170,12 @@ def reconstruct(fit: StageOutput, params: dict[str, Any], seed: int, device: str
     with torch.no_grad():
         for start in range(0, len(images), SCORE_BATCH):
             chunk = np.ascontiguousarray(images[start:start + SCORE_BATCH])
-            x = torch.from_numpy(chunk).to(target).float().div_(255.0)
+            x = uint8_to_float(chunk, target)
             restored = fitted.network(x)
             if fitted.detector is not None:
                 flagged.append(fitted.detector.distance(x, restored).cpu().numpy())
             seen = restored if layer is None else layer(restored)
-            out[start:start + len(x)] = torch.round(seen.clamp(0, 1) * 255).to(
-                torch.uint8).cpu().numpy()
+            out[start:start + len(x)] = float_to_uint8(seen).cpu().numpy()
     if fitted.detector is None:
         return out, None
     scores = np.concatenate(flagged) if flagged else np.zeros(0)

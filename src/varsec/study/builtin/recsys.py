@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from varsec.study.builtin.common import extractor_features, features_of, load_dataset
-from varsec.study.schema import RECSYS_NAMES
+from varsec.study.schema import TWO_STAGE
 from varsec.study.stages import (
     StageContext,
     StageOutput,
@@ -19,11 +19,16 @@ _PROFILE_SECONDS = {"quick": 1.0, "default": 8.0, "paper": 80.0}
 
 
 def _estimate(config: dict[str, Any], study: Any) -> float:
-    if config["kind"] in ("two-stage", "alexrank", "knn"):
+    from varsec.recsys import recommender_class
+
+    if config["kind"] == TWO_STAGE:
         return 2.0
-    epochs = config.get("params", {}).get("epochs", 30)
+    klass = recommender_class(config["kind"])
+    if not klass.pairwise:  # no training epochs (AlexRank, item-kNN)
+        return 2.0
+    epochs = config.get("params", {}).get("epochs", klass.params["epochs"].default)
     per_epoch = _PROFILE_SECONDS.get(study.dataset.profile, 8.0)
-    if config["kind"] == "dvbpr":
+    if klass.visual and not klass.needs_features:  # runs its CNN on the pixels (DVBPR)
         per_epoch *= 20
     return 2.0 + epochs * per_epoch
 
@@ -55,8 +60,8 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
     catalog's features instead of the clean ones."""
     from varsec.recsys import create_recommender
 
-    if config["kind"] == "two-stage":
-        ctx.info.update(kind="two-stage", k=config["k"])
+    if config["kind"] == TWO_STAGE:
+        ctx.info.update(kind=TWO_STAGE, k=config["k"])
         return []
     dataset = load_dataset(inputs["data"])
     features = None
@@ -64,7 +69,7 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
         features = extractor_features(inputs["extractor"])
     if "poison" in inputs:
         features = poisoned_features(ctx, inputs)
-    model = create_recommender(RECSYS_NAMES[config["kind"]], **config["params"],
+    model = create_recommender(config["kind"], **config["params"],
                                seed=config["seed"], device=ctx.device)
     model.fit(dataset, features=None if features is None else np.asarray(features))
     model.save(ctx.workdir / "model.pt")

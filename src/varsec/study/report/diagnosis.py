@@ -58,8 +58,13 @@ class Diagnosis:
 
 
 def _budget(results: StudyResults, attack: str) -> tuple[str, str]:
+    """The attack's own budget and the sweep's steps, as words ("one step" for FGSM)."""
+    from varsec.attacks.registry import attack_method
+
     section = results.config.attacks[attack]
     eps = ", ".join(f"{e:g}" for e in section.eps)
+    if not attack_method(section.kind).iterative:
+        return f"eps {eps}", "one step"
     sweep_steps = section.diagnose.steps if section.diagnose and section.diagnose.steps else \
         section.steps
     return f"eps {eps} at {section.steps} steps", f"{sweep_steps} steps"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from varsec.errors import ConfigError
+from varsec.params import check_choice, check_int, check_number, plain_fields
 from varsec.vision.adversarial import check_eps
 from varsec.vision.base import check_device
 
@@ -15,24 +15,6 @@ MODES = ("standard", "pgd-at", "free-at", "curriculum-at")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
 SELECTIONS = ("auto", "clean", "robust")
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}{hint}, got {value!r}.")
-
-
-def _fraction(name: str, value: Any, *, closed: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    upper_ok = ok and (value <= 1 if closed else value < 1)
-    if not (ok and value > 0 and upper_ok):
-        bound = "(0, 1]" if closed else "(0, 1)"
-        raise ConfigError(f"{name} must lie in {bound}, got {value!r}.")
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -81,44 +63,41 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        _choice("mode", self.mode, MODES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("select_on", self.select_on, SELECTIONS)
+        check_choice(self.mode, "mode", MODES)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_choice(self.select_on, "select_on", SELECTIONS)
         self._check_counts()
         self._check_rates()
         check_eps(self.eps, "eps")
         if self.alpha is not None:
             check_eps(self.alpha, "alpha", step=True)
-        _fraction("adv_fraction", self.adv_fraction, closed=True)
-        if not (isinstance(self.min_gain, int | float) and 0 <= self.min_gain < 1):
-            raise ConfigError(f"min_gain must lie in [0, 1), got {self.min_gain!r}.")
-        _fraction("val_fraction", self.val_fraction)
+        check_number(self.adv_fraction, "adv_fraction", low=0, high=1, low_open=True)
+        check_number(self.min_gain, "min_gain", low=0, high=1, high_open=True)
+        check_number(self.val_fraction, "val_fraction", low=0, high=1, low_open=True,
+                     high_open=True)
         check_device(self.device)
         if not isinstance(self.backbone_kwargs, dict):
             raise ConfigError(f"backbone_kwargs must be a mapping, got {self.backbone_kwargs!r}.")
+        plain_fields(self)
 
     def _check_counts(self) -> None:
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("steps", self.steps, hint=" (the PGD steps; curriculum-at's top K)")
-        _positive_int("replays", self.replays, hint=" (free-at's replays m of each minibatch)")
-        _positive_int("patience", self.patience)
-        _positive_int("val_steps", self.val_steps)
-        _positive_int("seed", self.seed, minimum=0)
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_int(self.steps, "steps", low=1, hint=" (the PGD steps; curriculum-at's top K)")
+        check_int(self.replays, "replays", low=1,
+                  hint=" (free-at's replays m of each minibatch)")
+        check_int(self.patience, "patience", low=1)
+        check_int(self.val_steps, "val_steps", low=1)
+        check_int(self.seed, "seed", low=0)
         for name in ("val_limit", "max_train", "max_batches"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
+                check_int(getattr(self, name), name, low=1)
 
     def _check_rates(self) -> None:
-        for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and value >= 0
-            ):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}.")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr!r}.")
+        check_number(self.lr, "lr", low=0, low_open=True)
+        for name in ("momentum", "weight_decay"):
+            check_number(getattr(self, name), name, low=0)
 
     @property
     def attack_alpha(self) -> float:

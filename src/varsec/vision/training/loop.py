@@ -24,9 +24,10 @@ from torch import Tensor
 from varsec.data.catalog import ItemCatalog
 from varsec.errors import ConfigError, DataError, TrainingError
 from varsec.io import progress
-from varsec.vision.adversarial import default_alpha, eval_mode, pgd_linf, quantize
+from varsec.vision.adversarial import default_alpha, eval_mode, pgd_linf, quantize_float
 from varsec.vision.base import Backbone
 from varsec.vision.checkpoint import save_checkpoint
+from varsec.vision.perturbation import uint8_to_float
 from varsec.vision.registry import backbone_parameters, create_backbone
 from varsec.vision.splits import catalog_parts, image_batch, label_batch, num_classes
 from varsec.vision.training.config import TrainConfig
@@ -118,7 +119,7 @@ def accuracy(
             if steps > 0 and eps is not None:
                 adv = pgd_linf(model, x, y, eps=eps, alpha=alpha, steps=steps,
                                generator=generator)
-                x = quantize(adv, x, eps)
+                x = quantize_float(adv, x, eps)
             with torch.no_grad():
                 correct += int((model(x).argmax(1) == y).sum())
     return correct / max(1, len(images))
@@ -193,7 +194,7 @@ class Trainer:
             idx = order[batch * cfg.batch_size : (batch + 1) * cfg.batch_size]
             if len(idx) < 2:  # batch norm cannot train on a single image
                 continue
-            x = self.data.train_pixels[idx].to(device).float().div_(255.0)
+            x = uint8_to_float(self.data.train_pixels[idx], device)
             y = self.data.train_labels[idx].to(device)
             losses.append(self.mode.train_batch(self.model, x, y, self.step))
         return float(np.mean(losses))

@@ -1,0 +1,116 @@
+"""The attack registry: every method declared once, and a property test over all of them (like
+torchattacks' test over ``__all__``): each registered gradient attack keeps every quantised image
+inside its eps-ball and improves its own objective."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from varsec.attacks import ClassifierObjective, run_attack
+from varsec.attacks.registry import (
+    STAGE_PARAMS,
+    AttackMethod,
+    attack_method,
+    attack_names,
+    declared_params,
+    known_attacks,
+    known_objectives,
+    param_problems,
+    register_attack,
+)
+from varsec.errors import ConfigError
+
+GRADIENT_ATTACKS = [n for n in known_attacks()
+                    if attack_method(n).gradient and attack_method(n).uses_eps]
+
+
+def test_the_builtin_attacks_and_objectives_are_registered():
+    assert {"fgsm", "pgd", "pgd-l2", "adam", "cw", "cw-linf", "insa", "expa", "csema",
+            "bpr-untargeted"} <= set(known_attacks())
+    assert {"classifier-targeted", "classifier-untargeted", "feature-l2", "feature-cosine",
+            "insa", "bpr"} <= set(known_objectives())
+
+
+def test_an_alias_names_the_same_method():
+    assert attack_method("cw-l2") is attack_method("cw")
+    assert "cw-l2" in attack_names() and "cw-l2" not in known_attacks()
+
+
+def test_an_unknown_attack_lists_the_known_names():
+    with pytest.raises(ConfigError, match=r"unknown attack 'deep-fool' \(known: .*cw-l2.*pgd"):
+        attack_method("deep-fool")
+
+
+def test_a_name_cannot_be_registered_twice():
+    with pytest.raises(ConfigError, match="attack name 'pgd' is already registered"):
+        register_attack("pgd")(type("Other", (AttackMethod,), {}))
+    with pytest.raises(TypeError, match="not an AttackMethod subclass"):
+        register_attack("thing")(object)
+
+
+def test_declared_params_join_the_method_the_objective_and_the_stage():
+    assert set(declared_params("insa", "insa")) == {*STAGE_PARAMS, "lr", "random_start",
+                                                    "users_per_step", "aggregate"}
+    assert set(declared_params("pgd", "classifier-targeted")) == {*STAGE_PARAMS, "kappa",
+                                                                  "random_start"}
+    assert set(declared_params("csema", "none")) == {*STAGE_PARAMS, "size", "corner", "margin",
+                                                     "caption"}
+
+
+@pytest.mark.parametrize(("attack", "objective", "params", "expected"), [
+    ("pgd", "classifier-targeted", {"lr": 1.0}, ("lr", "pgd has no parameter 'lr' (known: "
+                                                 "batch_size, kappa, random_start).")),
+    ("cw", "classifier-targeted", {"binary_steps": 0},
+     ("binary_steps", "must be an integer >= 1, got 0.")),
+    ("insa", "insa", {"users_per_step": True},
+     ("users_per_step", "must be an integer >= 1, got True.")),
+    ("insa", "insa", {"aggregate": "max"},
+     ("aggregate", "must be one of 'logsumexp', 'mean', got 'max'.")),
+    ("expa", "feature-l2", {"lr": float("nan")}, ("lr", "must be a number > 0, got nan.")),
+    ("csema", "none", {"corner": "middle"}, ("corner", "must be one of 'top-left', 'top-right', "
+                                            "'bottom-left', 'bottom-right', got 'middle'.")),
+])
+def test_bad_params_are_one_sentence_each(attack, objective, params, expected):
+    assert param_problems(attack, objective, params) == [expected]
+
+
+def test_optional_params_may_be_null_and_good_values_pass():
+    assert param_problems("insa", "insa", {"users_per_step": None, "lr": 0.0255}) == []
+    assert param_problems("csema", "none", {"caption": None, "size": 0.3}) == []
+
+
+def test_rules_take_the_declared_defaults():
+    cw = attack_method("cw").rule(8, 10, None, attack_method("cw").settings({}))
+    assert (cw.c, cw.lr, cw.binary_search_steps, cw.eps) == (1.0, 0.01, 5, 8)
+    uncapped = attack_method("cw").rule(255, 10, None, {})
+    assert uncapped.eps is None
+    pgd = attack_method("pgd").rule(8, 10, None, attack_method("pgd").settings({}))
+    assert pgd.random_start is True and pgd.alpha == pytest.approx(2.0)
+    assert attack_method("bpr-untargeted").rule(8, 1, None, {}).name == "fgsm"
+    assert attack_method("csema").rule(8, 0, None, {}) is None
+
+
+@pytest.mark.parametrize("name", GRADIENT_ATTACKS)
+def test_every_gradient_attack_stays_in_its_ball_and_improves_its_objective(
+        name, easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    method = attack_method(name)
+    steps = 1 if not method.iterative else 8
+    alpha = 2.0 if method.uses_alpha else None
+    params = method.settings({"lr": 2.0} if "lr" in method.params and
+                             method.step_unit != "tanh" else {})
+    rule = method.rule(8, steps, alpha, params)
+    objective = ClassifierObjective(easy_classifier, labels=labels)
+    result = run_attack(objective, images, rule, seed=0, early_stop=False)
+    assert result.images.dtype == torch.uint8
+    moved = (result.images.int() - images.int()).abs()
+    if rule.norm == "linf":
+        assert int(moved.max()) <= 8
+    else:
+        assert float(moved.float().flatten(1).norm(dim=1).max()) <= 8 + 1e-3 * 255
+    before, after = objective.evaluate(images), objective.evaluate(result.images)
+    if method.step_unit == "tanh":  # C&W-L2 minimises distortion once it succeeds
+        assert bool((after >= before - 1e-6).all()) or result.success_rate > 0
+    else:
+        assert float(after.mean()) > float(before.mean())
