@@ -49,3 +49,15 @@ def small_disk(tmp_path):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def scratch_registry():
+    """Let a test register recommender classes; the registries are restored afterwards."""
+    from varsec.recsys import base as recsys_base
+
+    saved = [(table, dict(table)) for table in (recsys_base._NAMES, recsys_base._REGISTRY)]
+    yield
+    for table, content in saved:
+        table.clear()
+        table.update(content)

@@ -10,12 +10,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+_IMPORTED: set[str] = set()
+
 
 def import_submodules(package: str) -> None:
-    """Import every module of ``package`` (each registers the methods it defines)."""
+    """Import every module of ``package`` once (each registers the methods it defines)."""
+    if package in _IMPORTED:
+        return
     module = importlib.import_module(package)
     for found in pkgutil.iter_modules(module.__path__):
         importlib.import_module(f"{package}.{found.name}")
+    _IMPORTED.add(package)
 
 
 __all__ = ["import_submodules"]

@@ -81,14 +81,14 @@ def test_optional_params_may_be_null_and_good_values_pass():
 
 
 def test_rules_take_the_declared_defaults():
-    cw = attack_method("cw").rule(8, 10, None, attack_method("cw").settings({}))
+    cw = attack_method("cw").build(8, 10)
     assert (cw.c, cw.lr, cw.binary_search_steps, cw.eps) == (1.0, 0.01, 5, 8)
-    uncapped = attack_method("cw").rule(255, 10, None, {})
+    uncapped = attack_method("cw").build(255, 10)
     assert uncapped.eps is None
-    pgd = attack_method("pgd").rule(8, 10, None, attack_method("pgd").settings({}))
+    pgd = attack_method("pgd").build(8, 10)
     assert pgd.random_start is True and pgd.alpha == pytest.approx(2.0)
-    assert attack_method("bpr-untargeted").rule(8, 1, None, {}).name == "fgsm"
-    assert attack_method("csema").rule(8, 0, None, {}) is None
+    assert attack_method("bpr-untargeted").build(8, 1).name == "fgsm"
+    assert attack_method("csema").build(8) is None
 
 
 @pytest.mark.parametrize("name", GRADIENT_ATTACKS)
@@ -100,7 +100,7 @@ def test_every_gradient_attack_stays_in_its_ball_and_improves_its_objective(
     alpha = 2.0 if method.uses_alpha else None
     params = method.settings({"lr": 2.0} if "lr" in method.params and
                              method.step_unit != "tanh" else {})
-    rule = method.rule(8, steps, alpha, params)
+    rule = method.build(8, steps, alpha, params)
     objective = ClassifierObjective(easy_classifier, labels=labels)
     result = run_attack(objective, images, rule, seed=0, early_stop=False)
     assert result.images.dtype == torch.uint8

@@ -59,7 +59,7 @@ def test_eps_caps_the_minimal_perturbation(easy_classifier, fmnist_batch):
 
 def test_deepfool_is_a_registered_attack_with_declared_settings():
     method = attack_method("deepfool")
-    rule = method.rule(8, 30, None, method.settings({}))
+    rule = method.build(8, 30)
     assert isinstance(rule, DeepFoolStep) and (rule.steps, rule.overshoot) == (30, 0.02)
     assert method.steps == 50 and method.iterative and not method.uses_alpha
     assert param_problems("deepfool", "classifier-untargeted", {"overshoot": 1.5}) == [

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import pytest
+import torch
 
 from varsec.errors import ConfigError
 from varsec.recsys import (
@@ -32,16 +34,6 @@ BUILTINS = {
     "alexrank": (AlexRank, (), True, True, False, False),
     "knn": (VisualKNN, ("visual-knn",), True, True, False, True),
 }
-
-
-@pytest.fixture
-def scratch_registry():
-    """Let a test register classes; the registries are restored afterwards."""
-    saved = [(table, dict(table)) for table in (recsys_base._NAMES, recsys_base._REGISTRY)]
-    yield
-    for table, content in saved:
-        table.clear()
-        table.update(content)
 
 
 def test_the_builtins_are_registered_under_their_names_sorted():
@@ -114,3 +106,20 @@ def test_dvbpr_checks_its_backbone_when_built(kwargs, message):
         DVBPR(**kwargs)
     assert str(caught.value).startswith(message)
     assert DVBPR(backbone_options={"widths": [8, 16]}).hp.backbone_options == {"widths": [8, 16]}
+
+
+@pytest.mark.parametrize("name", known_recommenders())
+def test_every_visual_recommender_scores_images_differentiably(name, fitted, planted):
+    """Every registered model (one fitted instance of each in conftest's ``fitted``): a visual
+    one scores images through a graph the attacks can follow back to the pixels."""
+    cls = recommender_class(name)
+    model = next((m for m in fitted.values() if type(m) is cls), None)
+    assert model is not None, f"add a fitted {cls.__name__} to tests/recsys/conftest.py"
+    if not cls.visual:
+        return
+    images = (torch.from_numpy(np.asarray(planted.catalog.images[:3])).float() / 255)
+    images.requires_grad_(True)
+    scores = model.score_images([0, 1], images)
+    assert scores.shape == (2, 3)
+    (grad,) = torch.autograd.grad(scores.sum(), images)
+    assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0

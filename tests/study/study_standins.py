@@ -197,9 +197,9 @@ def tiny_data_stages():
 TINY_RECON = ("width: 4, blocks: 1, heads: 1, max_tokens: 49, recon_epochs: 1, mix_epochs: 0, "
               "detector_epochs: 1, max_items: 64, batch_size: 16, perceptual_stages: [1, 2], "
               "detection_eps: [16, 32]")
-TINY_DEFENSE_STUDY = """
-study: tiny-defense
-threads: 1  # as tests/conftest.py: the tests that rerun a stage's code get the same sums
+# The models of the tiny real studies (a study's name and attacks go around them); one thread,
+# as tests/conftest.py: the tests that rerun a stage's code get the same sums.
+TINY_MODELS = """threads: 1
 extractors:
   cnn: {epochs: 1}
 recommenders:
@@ -207,7 +207,10 @@ recommenders:
   vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 2,
                                              early_stopping: false}}
   pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
-attacks:
+"""
+TINY_DEFENSE_STUDY = """
+study: tiny-defense
+""" + TINY_MODELS + """attacks:
   fgsm: {kind: fgsm, objective: bpr, recommender: vbpr, eps: [16]}
   insa: {kind: insa, recommender: pipe, eps: [32], steps: 2}
 defenses:

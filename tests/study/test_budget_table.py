@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from study_standins import run_tiny_real_study
+from study_standins import TINY_MODELS, run_tiny_real_study
 
 from varsec.study.cache import StageCache
 from varsec.study.report import write_report
@@ -30,15 +30,7 @@ from varsec.study.report.data import StudyResults
 # insa is re-run through JPEG (insa+adaptive), which carries the same paper budget.
 STUDY = """
 study: tiny-budgets
-threads: 1
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf, params: {factors: 8, epochs: 2, early_stopping: false}}
-  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 2,
-                                             early_stopping: false}}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
-attacks:
+""" + TINY_MODELS + """attacks:
   insa: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8,
          params: {users_per_step: 32, lr: 4},
          paper_budget: {steps: 4, step_size: 2, users_per_step: 64, note: "made-up sec 1"}}

@@ -198,6 +198,7 @@ def test_a_pipeline_is_judged_as_a_whole_and_its_weak_ranker_is_noted(tmp_path):
     assert verdict.status == HELD
     assert "ranker vbpr alone: full HR@10 0.1000 vs popularity 0.2000, judged inside " \
         "pipeline pipe" in verdict.evidence
+    assert "pipeline pipe (not checked)" not in verdict.evidence  # checked, and said so
     _, verdict = _aip_verdict(tmp_path / "b", "000-insa", ranker=0.5, pipeline=0.15)
     assert verdict.status == INCONCLUSIVE
     assert "recommender pipe: clean HR_test@10 of the pipeline (popularity by full ranking) " \

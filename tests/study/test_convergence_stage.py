@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from study_standins import run_tiny_real_study
+from study_standins import TINY_MODELS, run_tiny_real_study
 
 from varsec.metrics.convergence import RULE, converged
 from varsec.study.cache import StageCache
@@ -16,15 +16,7 @@ from varsec.study.cache import StageCache
 # PGD and FGSM on the classifier, C&W-L2 and c-SEMA.
 STUDY = """
 study: tiny-convergence
-threads: 1
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf, params: {factors: 8, epochs: 2, early_stopping: false}}
-  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 2,
-                                             early_stopping: false}}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
-attacks:
+""" + TINY_MODELS + """attacks:
   insa: {kind: insa, recommender: pipe, eps: [16, 32], steps: 12, n_items: 8}
   insa-mb: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8,
             params: {users_per_step: 32, lr: 4}}

@@ -11,7 +11,6 @@ import pytest
 from varsec.errors import ConfigError
 from varsec.params import Param
 from varsec.recsys import Recommender, register_recommender
-from varsec.recsys import base as recsys_base
 from varsec.study.plan import plan_study
 from varsec.study.schema import (
     BPR_KINDS,
@@ -35,16 +34,6 @@ def _error(*entries: str) -> str:
     with pytest.raises(ConfigError) as caught:
         _load(*entries)
     return str(caught.value)
-
-
-@pytest.fixture
-def scratch_registry():
-    """Let a test register classes; the registries are restored afterwards."""
-    saved = [(table, dict(table)) for table in (recsys_base._NAMES, recsys_base._REGISTRY)]
-    yield
-    for table, content in saved:
-        table.clear()
-        table.update(content)
 
 
 @pytest.mark.parametrize(("table", "before"), [

@@ -189,3 +189,34 @@ def test_the_cli_refuses_a_study_name_that_escapes_runs(tmp_path, capsys, monkey
     assert error.startswith(f"error: {path}:1: study: the study name {str(victim)!r}")
     assert (victim / "results.csv").read_text() == "precious\n"
     assert not (tmp_path / "runs").exists()
+
+
+# -- every method's params, checked against the registered classes (issue 14) ---------------
+def _dry_run_error(tmp_path, capsys, text: str) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    lines = [t for t in captured.err.splitlines() if t.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert not (tmp_path / "out").exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize(("old", "new", "where", "what"), [
+    ("strengths: [50]", "strengths: [100]", "s.yaml:11: defenses.jpeg.strengths[0]",
+     "quality must be an integer >= 1 and <= 95, got 100."),
+    ("eps: [8]}", "eps: [8], steps: 0}", "s.yaml:9: attacks.insa.steps",
+     "must be at least 1 for insa, an iterative attack, got 0."),
+    ("eps: [8]}", "eps: [8], params: {learning_rate: 1}}",
+     "s.yaml:9: attacks.insa.params.learning_rate",
+     "insa has no parameter 'learning_rate' (known: aggregate, batch_size, lr, random_start, "
+     "users_per_step)."),
+    ("eps: [8]}", "eps: [8], params: {lr: -1}}",
+     "s.yaml:9: attacks.insa.params.lr", "must be a number > 0, got -1."),
+    ("kind: jpeg", "kind: blur", "s.yaml:11: defenses.jpeg.kind", "unknown defense 'blur'"),
+])
+def test_every_bad_method_value_stops_a_dry_run_with_file_line_and_path(
+        old, new, where, what, tmp_path, capsys):
+    line = _dry_run_error(tmp_path, capsys, BASE.replace(old, new))
+    assert where in line and what in line

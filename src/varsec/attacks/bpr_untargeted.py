@@ -221,7 +221,7 @@ class BPRUntargetedAttack(AttackMethod):
         if steps <= 1:
             return FGSMStep(eps=eps)
         return PGDStep(eps=eps, alpha=alpha, steps=steps,
-                       random_start=params.get("random_start", True))
+                       random_start=params["random_start"])
 
 
 __all__ = ["BPRUntargeted", "poison_catalog"]

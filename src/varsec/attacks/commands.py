@@ -274,7 +274,7 @@ def build_rule(job: AttackJob) -> Any:
     method = attack_method(job.attack)
     flags = {"lr": job.lr, "c": job.c, "random_start": job.random_start}
     given = {k: v for k, v in flags.items() if k in method.params and v is not None}
-    return method.rule(job.eps, job.steps, job.alpha, method.settings(given))
+    return method.build(job.eps, job.steps, job.alpha, given)
 
 
 @dataclass

@@ -258,6 +258,15 @@ class CWLinfStep(_PenaltySearch):
         self._tau = torch.where(ok & inside, self._tau * self.tau_decay, self._tau)
 
 
+def _cw_params(lr: float, lr_doc: str, binary_steps: int) -> dict[str, Param]:
+    """The settings both C&W forms declare, with their own rate and search defaults."""
+    return {
+        "c": Param(1.0, float, low=0, low_open=True, doc="initial weight of the objective term"),
+        "lr": Param(lr, float, low=0, low_open=True, doc=lr_doc),
+        "binary_steps": Param(binary_steps, int, low=1, doc="binary-search rounds on c"),
+    }
+
+
 @register_attack("cw", aliases=("cw-l2",))
 class CWL2Attack(AttackMethod):
     """C&W's L2 attack (Carlini & Wagner 2017; thesis 004): tanh space, Adam, binary search on
@@ -265,17 +274,13 @@ class CWL2Attack(AttackMethod):
 
     step_unit = "tanh"
     paper = "Carlini & Wagner 2017; 004"
-    params: ClassVar[dict[str, Param]] = {
-        "c": Param(1.0, float, low=0, low_open=True, doc="initial weight of the objective term"),
-        "lr": Param(0.01, float, low=0, low_open=True, doc="Adam's rate on the tanh-space "
-                    "variable (not a pixel step)"),
-        "binary_steps": Param(5, int, low=1, doc="binary-search rounds on c"),
-    }
+    params: ClassVar[dict[str, Param]] = _cw_params(0.01, "Adam's rate on the tanh-space "
+                                                    "variable (not a pixel step)", 5)
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
-        return CWL2Step(c=params.get("c", 1.0), steps=steps, lr=params.get("lr", 0.01),
-                        binary_search_steps=params.get("binary_steps", 5),
+        return CWL2Step(c=params["c"], steps=steps, lr=params["lr"],
+                        binary_search_steps=params["binary_steps"],
                         eps=None if eps >= 255 else eps)
 
 
@@ -284,18 +289,14 @@ class CWLinfAttack(AttackMethod):
     """The thesis' C&W L-inf penalty form (004; Carlini & Wagner 2017 sec VI)."""
 
     paper = "004; Carlini & Wagner 2017 sec VI"
-    params: ClassVar[dict[str, Param]] = {
-        "c": Param(1.0, float, low=0, low_open=True, doc="weight of the objective term"),
-        "lr": Param(1.0, float, low=0, low_open=True, doc="Adam's step on the perturbation in "
-                    "8-bit levels"),
-        "binary_steps": Param(1, int, low=1, doc="binary-search rounds on c"),
-    }
+    params: ClassVar[dict[str, Param]] = _cw_params(1.0, "Adam's step on the perturbation in "
+                                                    "8-bit levels", 1)
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
-        return CWLinfStep(eps=eps, c=params.get("c", 1.0), steps=steps,
-                          lr=params.get("lr", 1.0),
-                          binary_search_steps=params.get("binary_steps", 1))
+        return CWLinfStep(eps=eps, c=params["c"], steps=steps,
+                          lr=params["lr"],
+                          binary_search_steps=params["binary_steps"])
 
 
 __all__ = ["CWL2Step", "CWLinfStep"]

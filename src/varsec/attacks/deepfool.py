@@ -106,7 +106,7 @@ class DeepFoolAttack(AttackMethod):
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
-        return DeepFoolStep(eps=eps, steps=steps, overshoot=params.get("overshoot", 0.02))
+        return DeepFoolStep(eps=eps, steps=steps, overshoot=params["overshoot"])
 
 
 __all__ = ["DeepFoolAttack", "DeepFoolStep"]

@@ -587,7 +587,7 @@ class PGDAttack(AttackMethod):
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
         return PGDStep(eps=eps, alpha=alpha, steps=steps,
-                       random_start=params.get("random_start", True))
+                       random_start=params["random_start"])
 
 
 @register_attack("pgd-l2")
@@ -599,7 +599,7 @@ class PGDL2Attack(PGDAttack):
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
         return PGDStep(eps=eps, alpha=alpha, steps=steps,
-                       random_start=params.get("random_start", True), norm="l2")
+                       random_start=params["random_start"], norm="l2")
 
 
 @register_attack("adam")
@@ -614,8 +614,8 @@ class AdamAttack(AttackMethod):
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
-        return AdamStep(eps=eps, lr=params.get("lr", 1.0), steps=steps,
-                        random_start=params.get("random_start", False))
+        return AdamStep(eps=eps, lr=params["lr"], steps=steps,
+                        random_start=params["random_start"])
 
 
 __all__ = [

@@ -61,8 +61,9 @@ class AttackMethod:
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None,
              params: Mapping[str, Any]) -> Any:
-        """The engine step rule at ``eps`` (8-bit levels) with the declared ``params`` (defaults
-        filled in); None for an attack the engine does not run (c-SEMA)."""
+        """The engine step rule at ``eps`` (8-bit levels) with every declared setting in
+        ``params`` (call :meth:`build`, which fills in the defaults); None for an attack the
+        engine does not run (c-SEMA)."""
         raise NotImplementedError
 
     @classmethod
@@ -70,12 +71,19 @@ class AttackMethod:
         """The declared settings of the rule: ``params`` restricted to them, defaults filled."""
         return {name: params.get(name, spec.default) for name, spec in cls.params.items()}
 
+    @classmethod
+    def build(cls, eps: float, steps: int | None = None, alpha: float | None = None,
+              params: Mapping[str, Any] | None = None) -> Any:
+        """The step rule at ``eps`` with ``steps`` (default: the method's) and ``params``
+        (the declared settings; the rest take their declared defaults, the only ones)."""
+        return cls.rule(eps, cls.steps if steps is None else steps, alpha,
+                        cls.settings(params or {}))
+
 
 A = TypeVar("A", bound=type[AttackMethod])
 _ATTACKS: dict[str, type[AttackMethod]] = {}
 _ALIASES: dict[str, str] = {}
 _OBJECTIVES: dict[str, type] = {}
-_LOADED = False
 
 
 def register_attack(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[A], A]:
@@ -114,10 +122,7 @@ def register_objective(*names: str) -> Callable[[type], type]:
 
 def _load_builtins() -> None:
     """Import every module of ``varsec.attacks``: a method's file registers it."""
-    global _LOADED
-    if not _LOADED:
-        import_submodules("varsec.attacks")
-        _LOADED = True
+    import_submodules("varsec.attacks")
 
 
 def known_attacks() -> list[str]:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from varsec.attacks.transforms import TransformHook
+from varsec.defenses.registry import DefenseMethod
 from varsec.errors import ConfigError
 from varsec.params import Param, check_int, check_params, unknown_names
 from varsec.params import describe as describe_params
@@ -41,7 +42,7 @@ ADAPTIVE_KINDS = ("bpda", "eot")
 _RANGE_SLACK = 1e-5  # float images may overshoot [0, 1] by rounding noise
 
 
-class InputTransform(nn.Module, ABC):
+class InputTransform(nn.Module, DefenseMethod, ABC):
     """A preprocessing defense with declared parameters and a declared adaptive attack.
 
     Subclasses set ``name``, ``params``, ``adaptive`` (``"bpda"`` or ``"eot"``) and implement
@@ -58,6 +59,29 @@ class InputTransform(nn.Module, ABC):
     default_sweep: ClassVar[tuple[float, ...]] = ()
     pixel: ClassVar[bool] = True
     trained: ClassVar[bool] = False
+
+    # -- the interface of varsec.defenses.registry.DefenseMethod (fit: nothing to train) -----
+    @classmethod
+    def defender(cls, *, strength: Any, params: dict[str, Any], seed: int | None,
+                 fitted: Any, device: str) -> Callable[[Any], tuple[np.ndarray, None]]:
+        """uint8 images -> (the transform at ``strength`` applied, rounded to uint8; None: no
+        detector). A random transform is seeded with ``seed``."""
+        from varsec.defenses.registry import build_transform
+
+        seeded = seed is not None and "seed" in cls.params
+        transform = build_transform(cls.name, strength, **({"seed": seed} if seeded else {}))
+        return lambda images: (defend_images(transform, images).numpy(), None)
+
+    @classmethod
+    def adaptive_attack(cls, objective: Any, *, strength: Any, params: dict[str, Any],
+                        fitted: Any, device: str) -> tuple[Any, TransformHook]:
+        """The attack that knows the transform: the objective unchanged behind its BPDA or EOT
+        hook (``params["eot_samples"]`` draws for a random transform)."""
+        from varsec.defenses.registry import build_transform
+
+        transform = build_transform(cls.name, strength)
+        draws = params.get("eot_samples") if cls.adaptive == "eot" else None
+        return objective, transform.adaptive_hook(draws)
 
     def __init__(self, **values: Any) -> None:
         super().__init__()

@@ -54,7 +54,6 @@ from varsec.defenses.reconstruction import (
     ReconstructionNet,
     pixel_loss,
 )
-from varsec.defenses.registry import DefenseMethod, register_defense
 from varsec.errors import ConfigError, DataError
 from varsec.io import progress
 from varsec.params import check_choice, check_int, check_number, plain_fields
@@ -596,18 +595,6 @@ def train_defense(
     trainer = DefenseTrainer(recommender, dataset, config, extractor, adversarial, on_epoch)
     return trainer.fit()
 
-
-@register_defense("reconstruction")
-class ReconstructionDefense(DefenseMethod):
-    """Yin et al.'s reconstruction network T with its contrastive detector (002 sec 3.3-3.5):
-    trained against one recommender (:func:`train_defense`), applied to the images; the
-    attacker that knows it is detector-aware (:class:`~varsec.defenses.adaptive.
-    DetectorAwareObjective`)."""
-
-    label = "reconstruction + detector"
-    trained = True
-    adaptive = "detector-aware"
-    paper = "002 sec 3.3-3.5"
 
 __all__ = [
     "INPUTS",

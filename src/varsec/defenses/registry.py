@@ -13,6 +13,8 @@ their own lists of names, strengths and checks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from varsec.errors import ConfigError
@@ -20,8 +22,24 @@ from varsec.params import Param
 from varsec.registry import import_submodules
 
 
+@dataclass
+class FitResult:
+    """What a trained defense's :meth:`DefenseMethod.fit` returns: result records (``metric``,
+    ``value``, ``protocol``, ``n`` and labels such as ``attack`` and ``eps``) and a summary for
+    the stage's info."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 class DefenseMethod:
-    """The facts of a registered defense (input transforms carry the same class attributes).
+    """A registered defense: its facts and the one interface the study's stages talk to
+    (input transforms carry the same class attributes and methods).
+
+    ``fit`` trains it into a directory (a no-op for what is not ``trained``); ``defender``
+    returns the function uint8 images -> (defended uint8 images, share a detector flags or
+    None); ``adaptive_attack`` wraps an attack objective into the attacker that knows it
+    (objective, engine hook).
 
     ``strength``: the declared parameter a study sweeps (None: no sweep); ``default_sweep``:
     its levels when a study gives none, weakest first; ``pixel``: acts on the images (an input
@@ -40,10 +58,28 @@ class DefenseMethod:
     params: ClassVar[dict[str, Param]] = {}
     paper: ClassVar[str] = ""
 
+    @classmethod
+    def fit(cls, out: Path, dataset: Any, model: Any, extractor: Any, params: dict[str, Any],
+            seed: int, device: str, detection_eps: list[float] | None = None,
+            log: Callable[[str], None] | None = None) -> FitResult:
+        """Train the defense into ``out`` (nothing to train by default)."""
+        return FitResult()
+
+    @classmethod
+    def defender(cls, *, strength: Any, params: dict[str, Any], seed: int,
+                 fitted: Path | None, device: str) -> Callable[[Any], Any]:
+        """uint8 images -> (defended uint8 images, share flagged or None)."""
+        raise ConfigError(f"the {cls.label or cls.name} defense does not act on images.")
+
+    @classmethod
+    def adaptive_attack(cls, objective: Any, *, strength: Any, params: dict[str, Any],
+                        fitted: Path | None, device: str) -> tuple[Any, Any]:
+        """(objective, engine hook) of the attacker that knows this defense."""
+        raise ConfigError(f"the {cls.label or cls.name} defense has no adaptive attacker.")
+
 
 D = TypeVar("D", bound=type)
 _DEFENSES: dict[str, type] = {}
-_LOADED = False
 
 
 def register_defense(name: str) -> Callable[[D], D]:
@@ -64,10 +100,7 @@ def register_defense(name: str) -> Callable[[D], D]:
 
 def _load_builtins() -> None:
     """Import every module of ``varsec.defenses``: a method's file registers it."""
-    global _LOADED
-    if not _LOADED:
-        import_submodules("varsec.defenses")
-        _LOADED = True
+    import_submodules("varsec.defenses")
 
 
 def known_defenses() -> list[str]:
@@ -117,5 +150,5 @@ def strength_problem(name: str, value: Any) -> str | None:
     return None
 
 
-__all__ = ["DefenseMethod", "build_transform", "defense_class", "is_transform", "known_defenses",
-           "register_defense", "strength_problem"]
+__all__ = ["DefenseMethod", "FitResult", "build_transform", "defense_class", "is_transform",
+           "known_defenses", "register_defense", "strength_problem"]

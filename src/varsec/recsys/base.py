@@ -327,6 +327,7 @@ class Recommender(nn.Module):
     def load(cls, path: str | Path, *, device: str | None = None) -> Recommender:
         """Rebuild a model saved by :meth:`save` (of this class or a subclass)."""
         payload = _read_checkpoint(Path(path))
+        _load_builtins()  # the saved class may live in any model file of the package
         klass = _REGISTRY.get(payload["class"])
         if klass is None or not issubclass(klass, cls):
             raise ModelError(
@@ -396,7 +397,11 @@ def register_recommender(name: str, *, aliases: Iterable[str] = ()) -> Callable[
 
 
 def _load_builtins() -> None:
-    import varsec.recsys  # noqa: F401  (registers the built-in recommenders)
+    """Import every module of ``varsec.recsys``: a model's file registers it, so a new model is
+    one new file in the package."""
+    from varsec.registry import import_submodules
+
+    import_submodules("varsec.recsys")
 
 
 def known_recommenders() -> list[str]:

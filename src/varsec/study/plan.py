@@ -457,8 +457,8 @@ def _plan_defenses(planner: _Planner, data: Stage, extractors: dict[str, Stage],
 
 
 def _applies(defense: DefenseSection, run: _AttackRun, config: StudyConfig) -> bool:
-    if defense.kind == "reconstruction" and not (run.target in config.recommenders and
-                                                 reconstructable(config, run.target)):
+    if defense_fact(defense.kind, "trained") and not (
+            run.target in config.recommenders and reconstructable(config, run.target)):
         return False  # trained against the recommender an attack goes through
     if defense.attacks:
         return run.name in defense.attacks
@@ -470,7 +470,7 @@ def _fit_stage(planner: _Planner, data: Stage, models: dict[str, Stage],
                seed: int, base: dict[str, Any]) -> Stage | None:
     """Reconstruction: train T and the detector against the run's (ranking) recommender, once
     per recommender; the detection test runs at ``detection_eps`` or the covered attacks' eps."""
-    if defense.kind != "reconstruction":
+    if not defense_fact(defense.kind, "trained"):
         return None
     config = planner.config
     model = ranking_model(config, run.target)

@@ -1063,9 +1063,10 @@ def resize_ratio(value: Any) -> float | None:
 def defense_params(defense: DefenseSection) -> DefenseParams:
     """Split ``defense.params`` (validated) into what each stage needs."""
     params = dict(defense.params)
-    if defense.kind != "reconstruction":
+    if not defense_fact(defense.kind, "trained"):
         eot = params.get("eot_samples", EOT_SAMPLES)
-        return DefenseParams({}, {}, {"eot_samples": eot} if defense.kind == "resize-pad" else {},
+        return DefenseParams({}, {}, {"eot_samples": eot}
+                             if defense_fact(defense.kind, "adaptive") == "eot" else {},
                              None)
     train = {k: v for k, v in params.items() if k not in RECONSTRUCTION_OPTIONS}
     ratio = resize_ratio(params.get("random_resize_pad"))
@@ -1240,7 +1241,7 @@ def attack_reach(config: StudyConfig, attack: AttackSection, eps: float) -> Reac
     if method.uses_alpha and alpha is None:
         return None
     try:
-        rule = method.rule(eps, steps, alpha, method.settings(attack.params))
+        rule = method.build(eps, steps, alpha, attack.params)
     except ConfigError:
         return None
     if rule is None or rule.name == "fgsm":
@@ -1316,7 +1317,7 @@ def _check_defense(config: StudyConfig, name: str, defense: DefenseSection) -> l
         if message:
             problems.append(((*here, "strengths", i), message))
     problems += _check_defense_params(here, defense)
-    if defense.kind == "reconstruction":
+    if defense_fact(defense.kind, "trained"):
         problems += _check_reconstruction_attacks(config, here, defense)
     if defense.adaptive:
         problems += _check_adaptive(config, here, defense)
@@ -1377,9 +1378,9 @@ def _check_reconstruction_attacks(config: StudyConfig, here: PathKey,
 
 def _check_defense_params(here: PathKey, defense: DefenseSection) -> list[Problem]:
     where: PathKey = (*here, "params")
-    if defense.kind == "reconstruction":
+    if defense_fact(defense.kind, "trained"):
         return _check_reconstruction_params(where, defense.params)
-    known = ("eot_samples",) if defense.kind == "resize-pad" else ()
+    known = ("eot_samples",) if defense_fact(defense.kind, "adaptive") == "eot" else ()
     problems: list[Problem] = []
     for key, value in defense.params.items():
         if key not in known:

@@ -46,6 +46,7 @@ from varsec.study.builtin.common import (
     load_model,
     sample_cold_items,
 )
+from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEMS, PAIRS
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -68,7 +69,7 @@ def _rule(config: dict[str, Any], steps: int | None = None) -> Any:
     method, eps = attack_method(config["kind"]), config["eps"]
     steps = config["steps"] if steps is None else steps
     alpha = resolve_alpha(config["alpha"], eps, steps) if method.uses_alpha else None
-    return method.rule(eps, steps, alpha, method.settings(config["params"]))
+    return method.build(eps, steps, alpha, config["params"])
 
 
 def _images(dataset: Any, items: np.ndarray) -> np.ndarray:
@@ -178,7 +179,7 @@ def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any, target: Stag
     result = engine(objective, _images(dataset, attackers), _rule(config), seed=config["seed"],
                     early_stop=False, batch_size=config["params"].get("batch_size", 128),
                     device=ctx.device)
-    np.save(ctx.workdir / "pairs.npy", np.stack([attackers, targets], 1).astype(np.int64))
+    np.save(ctx.workdir / PAIRS, np.stack([attackers, targets], 1).astype(np.int64))
     return attackers, result.images.numpy(), {}
 
 
@@ -300,7 +301,7 @@ def _convergence(ctx: StageContext, config: dict[str, Any], runs: Runs) -> dict[
     judged = [_judged_history(config, rule, history) for rule, history in iterative]
     combined = combine_histories([values for values, _ in judged])
     summary = curve_summary(combined)
-    np.savez(ctx.workdir / "convergence.npz", **summary)
+    np.savez(ctx.workdir / CONVERGENCE, **summary)
     return {**converged(summary["mean"]).as_info(), "unit": judged[0][1],
             "items": int(combined.shape[1])}
 
@@ -318,8 +319,8 @@ def attack_stage(ctx: StageContext, config: dict[str, Any],
     ctx.info["convergence"] = _convergence(ctx, config, runs)
     adversarial = np.ascontiguousarray(adversarial, dtype=np.uint8)
     clean = _images(dataset, items)
-    np.save(ctx.workdir / "items.npy", np.asarray(items, dtype=np.int64))
-    np.save(ctx.workdir / "adversarial.npy", adversarial)
+    np.save(ctx.workdir / ITEMS, np.asarray(items, dtype=np.int64))
+    np.save(ctx.workdir / ADVERSARIAL, adversarial)
     _save_examples(ctx, items, clean, adversarial, config["save_images"])
     feature_source = target if target.kind == "extractor" else target.find("extractor")
     optimizer_steps = extras.pop("optimizer_steps", None)

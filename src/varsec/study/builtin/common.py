@@ -13,6 +13,7 @@ import torch
 
 from varsec.data.catalog import SPLIT_CODES, Dataset
 from varsec.errors import DataError
+from varsec.study.files import EXTRACTOR, FEATURES, MODEL
 from varsec.study.results import row, summary_ci
 from varsec.study.stages import StageOutput, StageUnavailableError
 
@@ -34,12 +35,12 @@ def load_backbone(output: StageOutput, device: str = "cpu") -> Any:
     """The backbone an extractor stage saved (eval mode)."""
     from varsec.vision.checkpoint import load_checkpoint
 
-    return load_checkpoint(output.file("extractor.pt"), device=device, verify=False).backbone
+    return load_checkpoint(output.file(EXTRACTOR), device=device, verify=False).backbone
 
 
 def extractor_features(output: StageOutput) -> np.ndarray:
     """The float32 N x D catalog features an extractor stage saved."""
-    return np.load(output.file("features.npy"))
+    return np.load(output.file(FEATURES))
 
 
 def feature_layer(output: StageOutput) -> str | None:
@@ -51,7 +52,7 @@ def load_model(output: StageOutput, device: str = "cpu") -> Any:
     """The recommender a recommender stage saved, with its extractor attached when it has one."""
     from varsec.recsys.base import Recommender
 
-    model = Recommender.load(output.file("model.pt"), device=device)
+    model = Recommender.load(output.file(MODEL), device=device)
     extractor = output.inputs.get("extractor")
     if extractor is not None:
         backbone = load_backbone(extractor, device)

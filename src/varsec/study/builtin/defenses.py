@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from varsec.study.builtin import reconstruction
-from varsec.study.builtin.common import load_dataset
+from varsec.errors import ConfigError
+from varsec.study.builtin.common import load_backbone, load_dataset, load_model
+from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, PAIRS
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -39,39 +40,50 @@ from varsec.study.stages import (
 Defend = Callable[[np.ndarray], tuple[np.ndarray, float | None]]
 
 
-def input_transform(kind: str, strength: float, seed: int | None = None) -> Any:
-    """The input transform ``kind`` at ``strength``, seeded when it is random and ``seed`` is
-    set (resize-pad)."""
-    from varsec.defenses.registry import build_transform, defense_class
-
-    seeded = seed is not None and "seed" in defense_class(kind).params
-    return build_transform(kind, strength, **({"seed": seed} if seeded else {}))
-
-
 def adaptive_objective(objective: Any, through: dict[str, Any], fit: StageOutput | None,
                        device: str) -> tuple[Any, Any]:
-    """(objective, engine hook) of the attack that knows the defense ``through`` describes:
-    BPDA for JPEG / bit depth / median, EOT for resize-pad, detector-aware for reconstruction."""
-    if through["kind"] == "reconstruction":
-        if fit is None:
-            raise StageUnavailableError("an adaptive attack on reconstruction needs its fit stage.")
-        return reconstruction.detector_aware(objective, through["params"], fit, device)
-    transform = input_transform(through["kind"], through["strength"])
-    draws = through["params"].get("eot_samples") if transform.adaptive == "eot" else None
-    return objective, transform.adaptive_hook(draws)
+    """(objective, engine hook) of the attack that knows the defense ``through`` describes
+    (the registered defense's ``adaptive_attack``: BPDA, EOT or detector-aware)."""
+    from varsec.defenses.registry import defense_class
+
+    method = defense_class(through["kind"])
+    if method.trained and fit is None:
+        raise StageUnavailableError(f"an adaptive attack on {through['kind']} needs its fit "
+                                    "stage.")
+    return method.adaptive_attack(objective, strength=through["strength"],
+                                  params=through["params"],
+                                  fitted=None if fit is None else fit.path, device=device)
 
 
 def _defender(ctx: StageContext, config: dict[str, Any],
               inputs: dict[str, StageOutput]) -> Defend:
-    """uint8 images -> (defended uint8 images, share flagged by a detector or None)."""
-    if config["kind"] == "reconstruction":
-        fit = inputs["model"]
-        return lambda images: reconstruction.reconstruct(fit, config["params"], config["seed"],
-                                                         ctx.device, images)
-    from varsec.defenses import defend_images
+    """uint8 images -> (defended uint8 images, share flagged by a detector or None): the
+    registered defense's ``defender`` (a trained one reads its fit stage, the ``model``
+    input)."""
+    from varsec.defenses.registry import defense_class
 
-    transform = input_transform(config["kind"], config["strength"], config["seed"])
-    return lambda images: (defend_images(transform, images).numpy(), None)
+    method = defense_class(config["kind"])
+    fitted = inputs["model"].path if method.trained else None
+    return method.defender(strength=config.get("strength"), params=config["params"],
+                           seed=config["seed"], fitted=fitted, device=ctx.device)
+
+
+def _fit(ctx: StageContext, config: dict[str, Any],
+         inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
+    """Train the defense against the ``model`` input (its extractor too); its records become
+    rows (the module docstring)."""
+    from varsec.defenses.registry import defense_class
+
+    model_output = inputs["model"]
+    try:
+        fitted = defense_class(config["kind"]).fit(
+            ctx.workdir, load_dataset(inputs["data"]), load_model(model_output, ctx.device),
+            load_backbone(model_output.upstream("extractor"), ctx.device), config["params"],
+            config["seed"], ctx.device, detection_eps=config.get("detection_eps"), log=ctx.log)
+    except ConfigError as exc:  # e.g. perceptual stages the extractor does not have
+        raise ConfigError(f"defenses.{ctx.stage.labels.get('defense')}.params: {exc}") from exc
+    ctx.info.update(fitted.info)
+    return [row(r.pop("metric"), r.pop("value"), **r) for r in fitted.records]
 
 
 def _apply(ctx: StageContext, config: dict[str, Any],
@@ -82,16 +94,16 @@ def _apply(ctx: StageContext, config: dict[str, Any],
     attack = inputs.get("attack")
     if attack is None:
         catalog, flagged = defend(images)
-        np.save(ctx.workdir / "catalog.npy", catalog)
+        np.save(ctx.workdir / CATALOG, catalog)
         return _flag_rows(flagged, len(catalog))
-    items = np.load(attack.file("items.npy"))
-    defended, flagged = defend(np.load(attack.file("adversarial.npy")))
-    np.save(ctx.workdir / "items.npy", items)
-    np.save(ctx.workdir / "adversarial.npy", defended)
+    items = np.load(attack.file(ITEMS))
+    defended, flagged = defend(np.load(attack.file(ADVERSARIAL)))
+    np.save(ctx.workdir / ITEMS, items)
+    np.save(ctx.workdir / ADVERSARIAL, defended)
     if attack.info.get("family", "promotion") == "promotion":
-        np.save(ctx.workdir / "cooperative.npy", defend(images[items])[0])
-    if attack.file("pairs.npy").is_file():
-        shutil.copy(attack.file("pairs.npy"), ctx.workdir / "pairs.npy")
+        np.save(ctx.workdir / COOPERATIVE, defend(images[items])[0])
+    if attack.file(PAIRS).is_file():
+        shutil.copy(attack.file(PAIRS), ctx.workdir / PAIRS)
     return _flag_rows(flagged, len(defended))
 
 
@@ -120,6 +132,6 @@ def defense_stage(ctx: StageContext, config: dict[str, Any],
     """Apply or fit the defense (see the module docstring for the outputs)."""
     ctx.info.update(kind=config["kind"], action=config["action"])
     if config["action"] == "fit":
-        return reconstruction.fit_reconstruction(ctx, config, inputs)
+        return _fit(ctx, config, inputs)
     ctx.info.update(strength=config["strength"])
     return _apply(ctx, config, inputs)

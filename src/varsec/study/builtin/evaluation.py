@@ -42,6 +42,7 @@ from varsec.study.builtin.common import (
     with_replaced_items,
 )
 from varsec.study.cache import UNITS
+from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, PAIRS
 from varsec.study.stages import StageContext, StageOutput, register_stage
 
 SCORE_BATCH = 256  # images scored per call in the promotion scenario
@@ -51,13 +52,13 @@ SCORE_BATCH = 256  # images scored per call in the promotion scenario
 def _attacked(inputs: dict[str, StageOutput]) -> tuple[np.ndarray, np.ndarray] | None:
     """(items, images) the model must see instead of the catalog's: attack and/or defense."""
     defense, attack = inputs.get("defense"), inputs.get("attack")
-    if defense is not None and defense.file("catalog.npy").is_file():
-        images = np.load(defense.file("catalog.npy"))
+    if defense is not None and defense.file(CATALOG).is_file():
+        images = np.load(defense.file(CATALOG))
         return np.arange(len(images)), images
     source = defense if defense is not None else attack
     if source is None:
         return None
-    return np.load(source.file("items.npy")), np.load(source.file("adversarial.npy"))
+    return np.load(source.file(ITEMS)), np.load(source.file(ADVERSARIAL))
 
 
 def _model(ctx: StageContext, inputs: dict[str, StageOutput]) -> Any:
@@ -192,8 +193,8 @@ def _two_stage(ctx: StageContext, config: dict[str, Any],
 
 def _defended_catalog(inputs: dict[str, StageOutput]) -> np.ndarray | None:
     defense = inputs.get("defense")
-    if defense is not None and defense.file("catalog.npy").is_file():
-        return np.load(defense.file("catalog.npy"))
+    if defense is not None and defense.file(CATALOG).is_file():
+        return np.load(defense.file(CATALOG))
     return None
 
 
@@ -216,9 +217,9 @@ def _promotion(ctx: StageContext, config: dict[str, Any],
     protocol = f"two-stage-{k}"
     ks = list(config["ks"])
     source = inputs.get("defense") or inputs["attack"]
-    items = np.load(source.file("items.npy"))
-    adversarial = np.load(source.file("adversarial.npy"))
-    cooperative_file = source.file("cooperative.npy")
+    items = np.load(source.file(ITEMS))
+    adversarial = np.load(source.file(ADVERSARIAL))
+    cooperative_file = source.file(COOPERATIVE)
     if cooperative_file.is_file():
         coop_scores = _image_scores(pipeline, sets, np.load(cooperative_file))
     else:
@@ -289,8 +290,8 @@ def _item2item(ctx: StageContext, config: dict[str, Any],
     if extractor is None:
         extractor = inputs["model"].inputs["extractor"]
     source = inputs.get("defense") or inputs["attack"]
-    pairs = np.load(source.file("pairs.npy"))
-    adversarial = np.load(source.file("adversarial.npy"))
+    pairs = np.load(source.file(PAIRS))
+    adversarial = np.load(source.file(ADVERSARIAL))
     features = torch.nn.functional.normalize(torch.as_tensor(extractor_features(extractor)), dim=1)
     adv = torch.nn.functional.normalize(
         torch.as_tensor(features_of(extractor, adversarial, ctx.device)), dim=1)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from varsec.study.builtin.common import extractor_features, features_of, load_dataset
+from varsec.study.files import ADVERSARIAL, CATALOG, ITEMS, MODEL
 from varsec.study.schema import TWO_STAGE
 from varsec.study.stages import (
     StageContext,
@@ -41,11 +42,11 @@ def poisoned_features(ctx: StageContext, inputs: dict[str, StageOutput]) -> np.n
         raise StageUnavailableError("a poisoned recommender needs the extractor that turns the "
                                     "attacked images into features; this one has none.")
     features = np.array(extractor_features(extractor), copy=True)
-    catalog = poison.file("catalog.npy")
+    catalog = poison.file(CATALOG)
     if catalog.is_file():
         items, images = np.arange(len(features)), np.load(catalog)
     else:
-        items, images = np.load(poison.file("items.npy")), np.load(poison.file("adversarial.npy"))
+        items, images = np.load(poison.file(ITEMS)), np.load(poison.file(ADVERSARIAL))
     if len(items):
         features[items] = features_of(extractor, images, ctx.device)
     ctx.info.update(poisoned_items=len(items), poison=poison.key[:12])
@@ -72,7 +73,7 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
     model = create_recommender(config["kind"], **config["params"],
                                seed=config["seed"], device=ctx.device)
     model.fit(dataset, features=None if features is None else np.asarray(features))
-    model.save(ctx.workdir / "model.pt")
+    model.save(ctx.workdir / MODEL)
     log = model.training_log or []
     ctx.info.update(kind=config["kind"], hyperparameters=model.hyperparameters,
                     epochs_run=len(log), last_epoch=log[-1] if log else None)

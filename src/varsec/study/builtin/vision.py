@@ -9,6 +9,7 @@ import numpy as np
 from varsec.data.catalog import Dataset, ItemCatalog
 from varsec.errors import ConfigError
 from varsec.study.builtin.common import load_dataset
+from varsec.study.files import EXTRACTOR, FEATURES
 from varsec.study.results import row
 from varsec.study.stages import StageContext, StageOutput, register_stage
 
@@ -43,7 +44,7 @@ def _train(ctx: StageContext, config: dict[str, Any], catalog: ItemCatalog) -> t
         "backbone_kwargs": dict(config["backbone_options"]), "seed": config["seed"],
         "device": ctx.device,
     })
-    result = train_classifier(catalog, train_config, out=ctx.workdir / "extractor.pt")
+    result = train_classifier(catalog, train_config, out=ctx.workdir / EXTRACTOR)
     return result.backbone, dict(result.metrics)
 
 
@@ -55,7 +56,7 @@ def _open(ctx: StageContext, config: dict[str, Any], dataset: Dataset) -> Any:
     else:
         kwargs = dict(config["backbone_options"])
         backbone, _ = open_backbone(config["backbone"], device=ctx.device, **kwargs)
-    save_checkpoint(ctx.workdir / "extractor.pt", backbone,
+    save_checkpoint(ctx.workdir / EXTRACTOR, backbone,
                     category_names=dataset.catalog.category_names)
     return backbone
 
@@ -97,7 +98,7 @@ def extractor_stage(ctx: StageContext, config: dict[str, Any],
         backbone, metrics = _train(ctx, config, catalog)
     layer = backbone.check_layer(config["layer"])
     features = compute_features(backbone, dataset.catalog, layer=layer)
-    np.save(ctx.workdir / "features.npy", features.astype(np.float32), allow_pickle=False)
+    np.save(ctx.workdir / FEATURES, features.astype(np.float32), allow_pickle=False)
     ctx.info.update(backbone=backbone.name, layer=layer, feature_dim=int(features.shape[1]),
                     training=config["training"], train_items=len(catalog),
                     weights_hash=backbone.weights_hash(),

@@ -130,6 +130,7 @@ class _Evidence:
         self.outcomes: list[tuple[bool, bool]] = []  # (holds, outcome left open)
         self.unfit: dict[str, str] = {}  # model -> why it is below its floor
         self.notes: dict[str, None] = {}  # ordered set of "not recorded" remarks
+        self.remarks: dict[str, None] = {}  # what was checked and passed, worth saying
         self.open: dict[str, None] = {}  # attacks that did not converge
         self._checked: set[str] = set()
 
@@ -232,8 +233,8 @@ class _Evidence:
         alone = results.clean_hr(ranker, protocol, k)
         baseline = results.clean_hr(ranker, protocol, k, metric="HR_popularity")
         if alone is not None and baseline is not None and not alone > baseline:
-            self.notes[f"ranker {ranker} alone: {protocol} HR@{k} {alone:.4f} vs popularity "
-                       f"{baseline:.4f}, judged inside pipeline {name}"] = None
+            self.remarks[f"ranker {ranker} alone: {protocol} HR@{k} {alone:.4f} vs popularity "
+                         f"{baseline:.4f}, judged inside pipeline {name}"] = None
 
     def _above_popularity(self, name: str, hr: float | None, protocol: str, k: int, what: str,
                           baseline_of: str | None = None) -> None:
@@ -290,6 +291,8 @@ class _Evidence:
         parts = ([f"inconclusive: {reason}"] if reason else []) + self.lines
         if need < 1.0:
             parts.append(f"{ok} of {len(self.outcomes)} hold, {required} needed")
+        if self.remarks:
+            parts.append("; ".join(self.remarks))
         if self.notes:
             parts.append("; ".join(self.notes) + " (not checked)")
         return Verdict(status, "; ".join(parts), self.test, self.numbers, reason)

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from varsec.metrics.convergence import RULE
+from varsec.study.files import CONVERGENCE
 from varsec.study.report.data import StudyResults
 from varsec.study.stages import Stage
 
-CURVE = "convergence.npz"
+CURVE = CONVERGENCE
 NOTE = (f"Rule: an attack has converged when its {RULE} (gain of the mean objective over the "
         "attacked items, per step; INSA with user minibatches per epoch, C&W its last "
         "binary-search round). 'no gain' marks an attack that never raised its objective. "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from varsec.study.files import ADVERSARIAL, DISTANCES, ITEMS
 from varsec.study.report.data import StudyResults
 from varsec.study.results import CLEAN
 
@@ -150,11 +151,11 @@ def adversarial_grids(results: StudyResults, out: Path) -> list[Figure]:
     figures = []
     for stage in stages:
         path = results.cache.path(stage)
-        if not (path / "adversarial.npy").is_file():
+        if not (path / ADVERSARIAL).is_file():
             continue
         dataset = load_dataset(results.cache.output(stage, results.plan.by_key).inputs["data"])
-        items = np.load(path / "items.npy")[:count]
-        adv = np.load(path / "adversarial.npy")[:count].astype(np.float32)
+        items = np.load(path / ITEMS)[:count]
+        adv = np.load(path / ADVERSARIAL)[:count].astype(np.float32)
         clean = np.asarray(dataset.catalog.images[items]).astype(np.float32)
         fig, axes = plt.subplots(3, len(items), figsize=(1.4 * len(items), 4.4), squeeze=False)
         for j in range(len(items)):
@@ -205,7 +206,7 @@ def embedding_tsne(results: StudyResults, out: Path) -> list[Figure]:
     from varsec.study.builtin.common import extractor_features, features_of
 
     stages = [s for s in results.stages("attack") if s.labels.get("recommender")
-              and (results.cache.path(s) / "adversarial.npy").is_file()]
+              and (results.cache.path(s) / ADVERSARIAL).is_file()]
     if not stages:
         return []
     output = results.cache.output(stages[0], results.plan.by_key)
@@ -213,13 +214,13 @@ def embedding_tsne(results: StudyResults, out: Path) -> list[Figure]:
     if extractor is None:
         return []
     features = extractor_features(extractor)
-    item = int(np.load(results.cache.path(stages[0]) / "items.npy")[0])
+    item = int(np.load(results.cache.path(stages[0]) / ITEMS)[0])
     versions = [("cooperative", features[item])]
     for stage in stages:
-        items = np.load(results.cache.path(stage) / "items.npy")
+        items = np.load(results.cache.path(stage) / ITEMS)
         hit = np.flatnonzero(items == item)
         if len(hit):
-            adv = np.load(results.cache.path(stage) / "adversarial.npy")[hit[:1]]
+            adv = np.load(results.cache.path(stage) / ADVERSARIAL)[hit[:1]]
             versions.append((str(stage.labels["attack"]), features_of(extractor, adv)[0]))
     from sklearn.manifold import TSNE
 
@@ -252,7 +253,7 @@ def detector_histograms(results: StudyResults, out: Path) -> list[Figure]:
     figures = []
     plt = _plt()
     for stage in results.stages("defense"):
-        path = results.cache.path(stage) / "distances.npz"
+        path = results.cache.path(stage) / DISTANCES
         if not path.is_file():
             continue
         with np.load(path) as data:
