@@ -66,6 +66,17 @@ def test_a_failed_run_leaves_nothing(app, saved_inputs, tmp_path):
     args = ["train-defense", "--dataset", str(tmp_path / "missing"),
             "--recommender", str(saved_inputs / "vbpr.pt"), "--extractor", "fmnist-cnn",
             "--out", str(out)]
-    with pytest.raises(DataError, match="no such directory"):
+    with pytest.raises(DataError, match="missing: no such file or directory"):
         CliRunner().invoke(app, args, catch_exceptions=False)
     assert not out.exists()
+
+
+def test_a_catalog_alone_is_not_a_dataset(app, saved_inputs, tmp_path):
+    from varsec.data.fashion_mnist import load_fashion_mnist
+
+    load_fashion_mnist().subset(range(50)).save(tmp_path / "catalog")
+    args = ["train-defense", "--dataset", str(tmp_path / "catalog"),
+            "--recommender", str(saved_inputs / "vbpr.pt"), "--extractor", "fmnist-cnn",
+            "--out", str(tmp_path / "defense")]
+    with pytest.raises(DataError, match="train-defense needs a dataset with interactions"):
+        CliRunner().invoke(app, args, catch_exceptions=False)

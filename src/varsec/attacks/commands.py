@@ -35,6 +35,7 @@ import torch
 import typer
 
 from varsec.attacks.registry import attack_method, attack_names
+from varsec.data.sources import open_source
 from varsec.errors import ConfigError, DataError, VarsecWarning
 
 OBJECTIVES = ("classifier", "feature", "insa", "bpr")
@@ -220,21 +221,6 @@ def _read_config(path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Loading data and models
 # --------------------------------------------------------------------------------------------
-
-
-def load_source(spec: str) -> Any:
-    """``fashion-mnist``, a dataset directory or a catalog directory."""
-    from varsec.data.catalog import Dataset, ItemCatalog
-
-    if spec == "fashion-mnist":
-        from varsec.data.fashion_mnist import load_fashion_mnist
-
-        return load_fashion_mnist()
-    manifest = Path(spec) / "manifest.json"
-    if not manifest.is_file():
-        raise DataError(f"{spec}: not a varsec dataset or catalog directory (no manifest.json).")
-    kind = json.loads(manifest.read_text()).get("kind")
-    return Dataset.load(spec) if kind == "dataset" else ItemCatalog.load(spec)
 
 
 def _backbone(job: AttackJob, spec: ModelSpec, what: str) -> Any:
@@ -541,7 +527,7 @@ def run_job(job: AttackJob) -> dict[str, Any]:
     from varsec.attacks.hooks import catalog_pixels, select_items
 
     out = Path(job.out)
-    source = load_source(job.dataset)
+    source = open_source(job.dataset)
     items = select_items(source, job.items)
     catalog = _catalog(source)
     catalog_pixels(source, items[:1], f"the {job.attack} attack")
@@ -720,4 +706,4 @@ def register(app: typer.Typer) -> None:
 
 
 __all__ = ["OBJECTIVES", "AttackJob", "ModelSpec", "attack", "build_rule",
-           "load_source", "register", "run_job"]
+           "register", "run_job"]

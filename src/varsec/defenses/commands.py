@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from varsec.errors import ConfigError
+from varsec.errors import ConfigError, DataError
 
 DEFENSE_KIND = "defense"  # the manifest kind of a train-defense output directory
 
@@ -54,10 +54,14 @@ def _echo_epoch(record: dict[str, Any]) -> None:
 def _load(dataset: Path, recommender: Path, extractor: str, device: str) -> tuple[Any, Any, Any]:
     from varsec.attacks.insa import require_visual
     from varsec.data.catalog import Dataset
+    from varsec.data.sources import open_source
     from varsec.recsys.base import Recommender
     from varsec.vision.checkpoint import open_backbone
 
-    data = Dataset.load(dataset)
+    data = open_source(dataset)
+    if not isinstance(data, Dataset):
+        raise DataError(f"{dataset}: train-defense needs a dataset with interactions (a saved "
+                        "varsec dataset or a simulation), not a catalog alone.")
     model = Recommender.load(recommender, device=device)
     require_visual(model, "train-defense")
     backbone, backbone_hash = open_backbone(extractor, device=device)

@@ -14,17 +14,16 @@ from varsec.io import check_output_file, save_npy_atomic, sha256_file, write_jso
 
 
 def load_catalog(spec: str, limit: int | None = None) -> ItemCatalog:
-    """``fashion-mnist`` (found offline) or a catalog / dataset directory; ``limit`` keeps the
+    """The catalog of any data source (``fashion-mnist`` found offline, a catalog or dataset
+    directory, a folder, ...: :func:`varsec.data.sources.open_source`); ``limit`` keeps the
     first items."""
-    if spec == "fashion-mnist":
-        from varsec.data.fashion_mnist import load_fashion_mnist
+    from varsec.data.sources import open_source
 
-        catalog = load_fashion_mnist()
-    else:
-        catalog = ItemCatalog.load(spec)
+    if limit is not None and limit < 1:  # before anything is read
+        raise ConfigError(f"--limit must be at least 1, got {limit}.")
+    source = open_source(spec)
+    catalog = source if isinstance(source, ItemCatalog) else source.catalog
     if limit is not None:
-        if limit < 1:
-            raise ConfigError(f"--limit must be at least 1, got {limit}.")
         catalog = catalog.subset(np.arange(min(limit, len(catalog))))
     return catalog
 
