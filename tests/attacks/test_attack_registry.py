@@ -114,3 +114,23 @@ def test_every_gradient_attack_stays_in_its_ball_and_improves_its_objective(
         assert bool((after >= before - 1e-6).all()) or result.success_rate > 0
     else:
         assert float(after.mean()) > float(before.mean())
+
+
+def test_one_set_of_defaults_per_attack_wherever_it_is_used():
+    import inspect
+
+    from varsec.attacks import CWL2Step, CWLinfStep
+    from varsec.attacks.commands import AttackJob
+    from varsec.study.schema import load_study_text
+
+    for name, cls in (("cw", CWL2Step), ("cw-linf", CWLinfStep)):
+        signature = inspect.signature(cls.__init__).parameters
+        method = attack_method(name)
+        assert method.steps == signature["steps"].default
+        assert method.params["lr"].default == signature["lr"].default
+        assert method.params["binary_steps"].default == \
+            signature["binary_search_steps"].default
+        assert AttackJob.build(None, {"attack": name}).steps == method.steps  # the CLI
+    study = load_study_text("study: s\nextractors:\n  cnn: {epochs: 1}\nattacks:\n"
+                            "  c: {kind: cw, extractor: cnn}\n  f: {kind: fgsm, extractor: cnn}\n")
+    assert (study.attacks["c"].steps, study.attacks["f"].steps) == (100, 1)  # a study

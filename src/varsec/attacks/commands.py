@@ -60,7 +60,7 @@ class AttackJob:
     recommender: str | list[str] | None = None
     items: str = "all"
     eps: float = 8.0
-    steps: int = 10
+    steps: int | None = None  # None: the attack's registered default
     alpha: float | None = None
     lr: float | None = None
     c: float = 1.0
@@ -102,6 +102,8 @@ class AttackJob:
             )
         else:
             check_eps(self.eps, norm=method.norm)
+            if self.steps is None:
+                self.steps = method.steps  # one default per method: the registry's
             check_steps(self.steps)
         for name in ("batch_size", "chunk"):
             check_steps(getattr(self, name), name)
@@ -641,7 +643,8 @@ def attack(
         "several recommenders in turn."),
     items: str | None = typer.Option(None, help="'all', 'cold' or comma-separated item ids."),
     eps: float | None = typer.Option(None, help="Budget in 8-bit levels (8 means 8/255) [8]."),
-    steps: int | None = typer.Option(None, help="Iterations [10]."),
+    steps: int | None = typer.Option(None, help="Iterations [the attack's own: `varsec study "
+                                     "schema` lists them]."),
     alpha: float | None = typer.Option(None, help="PGD step in 8-bit levels [2.5*eps/steps]."),
     lr: float | None = typer.Option(None, help="Adam learning rate (adam, cw-l2, cw-linf)."),
     c: float | None = typer.Option(None, help="C&W constant c [1]."),

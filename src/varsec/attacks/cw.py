@@ -273,6 +273,7 @@ class CWL2Attack(AttackMethod):
     c; eps (below 255) caps the final image in L-inf."""
 
     step_unit = "tanh"
+    steps = 100
     paper = "Carlini & Wagner 2017; 004"
     params: ClassVar[dict[str, Param]] = _cw_params(0.01, "Adam's rate on the tanh-space "
                                                     "variable (not a pixel step)", 5)
@@ -288,6 +289,7 @@ class CWL2Attack(AttackMethod):
 class CWLinfAttack(AttackMethod):
     """The thesis' C&W L-inf penalty form (004; Carlini & Wagner 2017 sec VI)."""
 
+    steps = 100
     paper = "004; Carlini & Wagner 2017 sec VI"
     params: ClassVar[dict[str, Param]] = _cw_params(1.0, "Adam's step on the perturbation in "
                                                     "8-bit levels", 1)
