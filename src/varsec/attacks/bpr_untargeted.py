@@ -30,7 +30,7 @@ from varsec.attacks.objectives import Objective
 from varsec.attacks.registry import AttackMethod, register_attack, register_objective
 from varsec.data.catalog import Dataset
 from varsec.errors import ConfigError, DataError
-from varsec.params import Param
+from varsec.params import Param, check_int
 from varsec.vision.perturbation import uint8_to_float
 
 SCORE_CHUNK = 512  # users per catalog-scoring block, items per clean image-scoring block
@@ -64,8 +64,7 @@ class BPRUntargeted(Objective):
         require_visual(recommender, "the BPR-untargeted attack")
         if not isinstance(dataset, Dataset):
             raise ConfigError(f"dataset must be a varsec Dataset, got {type(dataset).__name__}.")
-        if isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 1:
-            raise ConfigError(f"negatives must be an integer >= 1, got {negatives!r}.")
+        negatives = check_int(negatives, "negatives", low=1)
         self.recommender, self.dataset = recommender, dataset
         self.items = (np.arange(dataset.n_items) if items is None
                       else np.asarray(items, dtype=np.int64).reshape(-1))

@@ -61,7 +61,7 @@ from varsec.attacks.registry import AttackMethod, register_attack
 from varsec.attacks.transforms import TransformHook
 from varsec.errors import ConfigError
 from varsec.io import progress
-from varsec.params import Param
+from varsec.params import Param, check_int
 from varsec.vision.perturbation import (
     affine_batch_norm,
     default_alpha,
@@ -482,9 +482,7 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    return batch_size
+    return check_int(batch_size, "batch_size", low=1)
 
 
 def run_attack(

@@ -40,7 +40,7 @@ from varsec.attacks.engine import AdamAttack
 from varsec.attacks.objectives import Objective
 from varsec.attacks.registry import register_attack, register_objective
 from varsec.errors import ConfigError, ModelError
-from varsec.params import Param
+from varsec.params import Param, check_int
 
 AGGREGATES = ("logsumexp", "mean")
 
@@ -97,12 +97,8 @@ class INSA(Objective):
         if len(self.users) == 0:
             raise ConfigError("INSA needs at least one user to raise the item's score for.")
         recommender.user_index(self.users)  # unknown users fail here, not at the first step
-        if users_per_step is not None and (
-            isinstance(users_per_step, bool) or not isinstance(users_per_step, int)
-            or users_per_step < 1
-        ):
-            raise ConfigError(f"users_per_step must be an integer >= 1, got {users_per_step!r}.")
-        self.users_per_step = users_per_step
+        self.users_per_step = None if users_per_step is None else \
+            check_int(users_per_step, "users_per_step", low=1)
         self.seed = int(seed)
         self._step_users: Tensor | None = None
         self._order: tuple[int, Tensor] | None = None  # (epoch, its permutation of the users)
@@ -118,9 +114,7 @@ class INSA(Objective):
 
     def optimizer_steps(self, epochs: int) -> int:
         """The optimizer steps of ``epochs`` passes over the users (one per minibatch)."""
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ConfigError(f"INSA epochs must be an integer >= 1, got {epochs!r}.")
-        return epochs * self.batches_per_epoch()
+        return check_int(epochs, "INSA epochs", low=1) * self.batches_per_epoch()
 
     def begin_step(self, step: int) -> None:
         """Select the users of optimizer step ``step`` (1-based): minibatch ``(step - 1) mod B``

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from varsec.errors import ConfigError, DataError, VarsecWarning
 from varsec.io import atomic_path
+from varsec.params import check_int
 from varsec.vision import perturbation
 from varsec.vision.perturbation import (
     LEVELS,
@@ -73,9 +74,7 @@ def check_norm(norm: Any) -> str:
 
 def check_steps(steps: Any, name: str = "steps") -> int:
     """Validate a number of iterations: an integer >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {steps!r}.")
-    return int(steps)
+    return check_int(steps, name, low=1)
 
 
 def check_positive(value: Any, name: str) -> float:

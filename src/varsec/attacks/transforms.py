@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from varsec.errors import ConfigError
+from varsec.params import check_int
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -41,9 +42,7 @@ class TransformHook:
                 "transform must be a callable on image batches, got "
                 f"{type(self.transform).__name__}."
             )
-        samples = self.eot_samples
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ConfigError(f"eot_samples must be an integer >= 1, got {samples!r}.")
+        samples = check_int(self.eot_samples, "eot_samples", low=1)
         if samples > 1 and self.transform is None:
             raise ConfigError("eot_samples > 1 averages over a random transform; give transform=.")
         if self.bpda is not False and self.transform is None:
