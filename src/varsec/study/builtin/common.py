@@ -82,17 +82,11 @@ def two_stage_parts(output: StageOutput, device: str = "cpu") -> tuple[Any, Any,
 
 # -- users and test items -------------------------------------------------------------------------
 def test_items(dataset: Dataset, max_users: int | None, seed: int) -> np.ndarray:
-    """Each user's test item (-1 for none), restricted to a seeded sample of ``max_users``."""
-    test = dataset.part("test")
-    items = np.full(dataset.n_users, -1, dtype=np.int64)
-    users, first = np.unique(test.user, return_index=True)
-    items[users] = test.item[first]
-    if max_users is not None and len(users) > max_users:
-        keep = np.random.default_rng(seed).choice(users, max_users, replace=False)
-        mask = np.zeros(dataset.n_users, dtype=bool)
-        mask[keep] = True
-        items[~mask] = -1
-    return items
+    """Each user's test item (-1 for none), restricted to a seeded sample of ``max_users``
+    (:func:`varsec.defenses.evaluation.user_test_items`, the same draw)."""
+    from varsec.defenses.evaluation import user_test_items
+
+    return user_test_items(dataset, max_users, seed)
 
 
 def exclusion(dataset: Dataset, *, cold: bool = True) -> Any:
