@@ -1,0 +1,141 @@
+"""Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020), L-inf: a query-only
+random search.
+
+The merchant who cannot see the model's gradients but can score an upload: every step proposes
+one change and keeps it only when the score improves. The start is a random image of vertical
+stripes of +-eps (Alg. 1, its L-inf initialisation); each step redraws one square window of side
+``s`` of every image with a +-eps value per channel around the clean image (sec 3.1), where
+``s = round(sqrt(p * h * w))`` and ``p`` follows the paper's schedule from ``p_init`` (halved at
+10, 50, 200, 500, 1,000, 2,000, 4,000, 6,000 and 8,000 of 10,000 iterations, rescaled to the
+budget). The window is drawn per image, as in the authors' code. Every candidate is quantised to
+8 bits before it is scored (varsec's honest images), and an image stops at its first quantised
+success.
+
+The score is the objective's C&W form negated (:meth:`~varsec.attacks.objectives.Objective.
+cw_loss`): for a classifier the margin of the true class (untargeted) or to the target class,
+as torchattacks' ``loss="margin"``; for any other objective (INSA, a feature target) its value.
+No gradient is taken. **Queries are counted per image**: the initial image is one query, every
+proposal one more (``AttackResult.steps`` holds each image's count, the history its best score
+after each query), so a study reports what the attack cost in queries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from varsec.attacks.engine import BatchResult, Problem, StepRule
+from varsec.attacks.quantize import LEVELS, check_eps, check_steps
+from varsec.attacks.registry import AttackMethod, register_attack
+from varsec.params import Param, check_number
+from varsec.vision.perturbation import uint8_to_float
+
+# The paper's schedule of p over 10,000 iterations: after each of these, p halves again.
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def window_share(p_init: float, step: int, steps: int) -> float:
+    """The share ``p`` of the image a window covers at ``step`` (0-based) of ``steps``: the
+    paper's schedule rescaled from 10,000 iterations to ``steps``."""
+    at = int(step / steps * 10000)
+    halvings = sum(at > mark for mark in _HALVINGS)
+    return p_init / 2 ** halvings
+
+
+class SquareStep(StepRule):
+    """Square Attack's L-inf random search within ``eps`` (8-bit levels), ``steps`` queries."""
+
+    name = "square"
+
+    def __init__(self, eps: float = 8, steps: int = 5000, p_init: float = 0.8) -> None:
+        self.eps = check_eps(eps)
+        self.norm = "linf"
+        self.steps = check_steps(steps)
+        self.p_init = check_number(p_init, "p_init", low=0, low_open=True, high=1)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "p_init": self.p_init, "queries": self.steps}
+
+    def _score(self, problem: Problem, x: Tensor, rows: Tensor | None) -> Tensor:
+        return -problem.value(x, rows, "cw")
+
+    def _grid(self, problem: Problem, x: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``x`` quantised within the budget: (uint8 on the CPU, float on the device)."""
+        quantised = problem.quantize(x, rows)
+        return quantised, uint8_to_float(quantised, problem.clean.device)
+
+    def _proposal(self, clean: Tensor, best: Tensor, p: float) -> Tensor:
+        """One random +-eps square per image (its own window and signs) on top of ``best``."""
+        k, c, h, w = best.shape
+        side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w))
+        device = best.device
+        top = torch.randint(0, h - side + 1, (k, 1, 1, 1), device=device)
+        left = torch.randint(0, w - side + 1, (k, 1, 1, 1), device=device)
+        ys = torch.arange(h, device=device).view(1, 1, h, 1)
+        xs = torch.arange(w, device=device).view(1, 1, 1, w)
+        window = (ys >= top) & (ys < top + side) & (xs >= left) & (xs < left + side)
+        signs = torch.randint(0, 2, (k, c, 1, 1), device=device).float().mul_(2).sub_(1)
+        radius = self.eps / LEVELS
+        moved = torch.where(window, clean + radius * signs, best)
+        return torch.min(torch.max(moved, clean - radius), clean + radius).clamp_(0.0, 1.0)
+
+    def run(self, problem: Problem) -> BatchResult:
+        clean, n = problem.clean, problem.size
+        radius = self.eps / LEVELS
+        with torch.no_grad():
+            stripes = torch.randint(0, 2, (n, clean.shape[1], 1, clean.shape[3]),
+                                    device=clean.device).float().mul_(2).sub_(1)
+            out, best = self._grid(problem, (clean + radius * stripes).clamp(0.0, 1.0), None)
+            score = self._score(problem, best, None)
+            queries = torch.ones(n, dtype=torch.long)
+            history = torch.zeros((self.steps + 1, n))
+            history[0] = score.cpu()
+            success = problem.succeeded(out, None)
+            done = torch.zeros(n, dtype=torch.bool) if success is None else success.clone()
+            for step in range(self.steps):
+                history[step + 1] = history[step]
+                active = torch.nonzero(~done).flatten()
+                if len(active) == 0:
+                    history[step + 1:] = history[step]  # every image succeeded
+                    break
+                rows = active.to(clean.device)
+                candidate = self._proposal(clean[rows], best[rows],
+                                           window_share(self.p_init, step, self.steps))
+                quantised, candidate = self._grid(problem, candidate, rows)
+                new = self._score(problem, candidate, rows)
+                won = problem.succeeded(quantised, rows)
+                keep = (new > score[rows]).cpu()
+                if won is not None:
+                    keep |= won
+                    done[active[won]] = True
+                take = active[keep]
+                best[take.to(clean.device)] = candidate[keep.to(clean.device)]
+                out[take] = quantised[keep]
+                score[take.to(clean.device)] = new[keep.to(clean.device)]
+                queries[active] += 1
+                history[step + 1, active] = score[rows].cpu()
+        return BatchResult(out, None if success is None else done, queries, history)
+
+
+@register_attack("square")
+class SquareAttack(AttackMethod):
+    """Square Attack (Andriushchenko et al., ECCV 2020), L-inf: query-only random search; its
+    steps are queries per image."""
+
+    steps = 5000
+    step_unit = "queries"
+    paper = "Andriushchenko et al. 2020"
+    params: ClassVar[dict[str, Param]] = {
+        "p_init": Param(0.8, float, low=0, low_open=True, high=1, doc="share of the image the "
+                        "first windows cover (halved on the paper's schedule)"),
+    }
+
+    @classmethod
+    def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
+        return SquareStep(eps=eps, steps=steps, p_init=params["p_init"])
+
+
+__all__ = ["SquareAttack", "SquareStep", "window_share"]
