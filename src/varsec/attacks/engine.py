@@ -66,6 +66,7 @@ from varsec.vision.perturbation import (
     affine_batch_norm,
     default_alpha,
     evaluating,
+    float_to_uint8,
     linf_step,
     project_linf_,
     random_start,
@@ -122,6 +123,19 @@ class Problem:
         (grad,) = torch.autograd.grad(values.sum(), x)
         self.last_value = values.detach()
         return grad
+
+    @torch.no_grad()
+    def cw_and_success(self, x: Tensor, rows: Rows) -> tuple[Tensor, Tensor | None]:
+        """The ``cw`` value of images on the 8-bit grid and their success (None without such a
+        notion, a bool per image on the CPU); one pass through the model when the hook draws
+        once, as :meth:`value` and :meth:`succeeded` would give them."""
+        if self.hook.draws > 1:
+            return self.value(x, rows, "cw"), self.succeeded(
+                float_to_uint8(x), rows)
+        cw, ok = self.objective.cw_and_success(self.hook(x), self._index(rows))
+        if not self.objective.has_success:
+            ok = None
+        return cw, None if ok is None else ok.bool().cpu()
 
     @torch.no_grad()
     def succeeded(self, images_uint8: Tensor, rows: Rows) -> Tensor | None:

@@ -53,6 +53,11 @@ class Objective(ABC):
         """The term C&W minimises, ``f(x)``; by default minus :meth:`loss`."""
         return -self.loss(x, index)
 
+    def cw_and_success(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`cw_loss` and :meth:`success` of the same images (one pass through the model
+        where the objective can: a query-only attack pays per evaluation)."""
+        return self.cw_loss(x, index), self.success(x, index)
+
     def modules(self) -> list[nn.Module]:
         """The networks behind the objective (put in eval mode during an attack)."""
         return []
@@ -189,13 +194,22 @@ class ClassifierObjective(Objective):
 
     def success(self, x: Tensor, index: Tensor) -> Tensor:
         logits = self.logits(x)
-        predicted = logits.argmax(1)
-        classes = self._classes(index, logits)
-        return predicted == classes if self.targeted else predicted != classes
+        return self._success(logits, self._classes(index, logits))
 
     def cw_loss(self, x: Tensor, index: Tensor) -> Tensor:
         logits = self.logits(x)
+        return self._margin(logits, self._classes(index, logits))
+
+    def cw_and_success(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor | None]:
+        logits = self.logits(x)
         classes = self._classes(index, logits)
+        return self._margin(logits, classes), self._success(logits, classes)
+
+    def _success(self, logits: Tensor, classes: Tensor) -> Tensor:
+        predicted = logits.argmax(1)
+        return predicted == classes if self.targeted else predicted != classes
+
+    def _margin(self, logits: Tensor, classes: Tensor) -> Tensor:
         own = logits.gather(1, classes[:, None]).squeeze(1)
         others = logits.masked_fill(F.one_hot(classes, logits.shape[1]).bool(), -torch.inf)
         best_other = others.amax(1)

@@ -7,9 +7,9 @@ stripes of +-eps (Alg. 1, its L-inf initialisation); each step redraws one squar
 ``s`` of every image with a +-eps value per channel around the clean image (sec 3.1), where
 ``s = round(sqrt(p * h * w))`` and ``p`` follows the paper's schedule from ``p_init`` (halved at
 10, 50, 200, 500, 1,000, 2,000, 4,000, 6,000 and 8,000 of 10,000 iterations, rescaled to the
-budget). The window is drawn per image, as in the authors' code. Every candidate is quantised to
-8 bits before it is scored (varsec's honest images), and an image stops at its first quantised
-success.
+budget). The window is drawn per image, as in the authors' code. The search runs in 8-bit levels
+(``floor(eps)`` of them around the clean image), so every candidate is an honest uint8 image
+before it is scored, and an image stops at its first success.
 
 The score is the objective's C&W form negated (:meth:`~varsec.attacks.objectives.Objective.
 cw_loss`): for a classifier the margin of the true class (untargeted) or to the target class,
@@ -59,16 +59,15 @@ class SquareStep(StepRule):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "p_init": self.p_init, "queries": self.steps}
 
-    def _score(self, problem: Problem, x: Tensor, rows: Tensor | None) -> Tensor:
-        return -problem.value(x, rows, "cw")
+    def _judge(self, problem: Problem, x: Tensor, rows: Tensor | None
+               ) -> tuple[Tensor, Tensor | None]:
+        """(score to maximise, success or None) of images on the grid: one model pass."""
+        cw, success = problem.cw_and_success(x, rows)
+        return -cw, success
 
-    def _grid(self, problem: Problem, x: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``x`` quantised within the budget: (uint8 on the CPU, float on the device)."""
-        quantised = problem.quantize(x, rows)
-        return quantised, uint8_to_float(quantised, problem.clean.device)
-
-    def _proposal(self, clean: Tensor, best: Tensor, p: float) -> Tensor:
-        """One random +-eps square per image (its own window and signs) on top of ``best``."""
+    def _proposal(self, clean: Tensor, best: Tensor, p: float, budget: int) -> Tensor:
+        """One random +-budget square per image (its own window and signs) on top of ``best``
+        (all in 8-bit levels, int16)."""
         k, c, h, w = best.shape
         side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w))
         device = best.device
@@ -77,23 +76,21 @@ class SquareStep(StepRule):
         ys = torch.arange(h, device=device).view(1, 1, h, 1)
         xs = torch.arange(w, device=device).view(1, 1, 1, w)
         window = (ys >= top) & (ys < top + side) & (xs >= left) & (xs < left + side)
-        signs = torch.randint(0, 2, (k, c, 1, 1), device=device).float().mul_(2).sub_(1)
-        radius = self.eps / LEVELS
-        moved = torch.where(window, clean + radius * signs, best)
-        return torch.min(torch.max(moved, clean - radius), clean + radius).clamp_(0.0, 1.0)
+        signs = torch.randint(0, 2, (k, c, 1, 1), device=device, dtype=torch.int16) * 2 - 1
+        return torch.where(window, clean + budget * signs, best).clamp_(0, 255)
 
     def run(self, problem: Problem) -> BatchResult:
-        clean, n = problem.clean, problem.size
-        radius = self.eps / LEVELS
+        clean = torch.round(problem.clean * LEVELS).to(torch.int16)  # on the 8-bit grid
+        n = problem.size
+        budget = math.floor(self.eps + 1e-9)  # what the 8-bit grid allows within eps
         with torch.no_grad():
             stripes = torch.randint(0, 2, (n, clean.shape[1], 1, clean.shape[3]),
-                                    device=clean.device).float().mul_(2).sub_(1)
-            out, best = self._grid(problem, (clean + radius * stripes).clamp(0.0, 1.0), None)
-            score = self._score(problem, best, None)
+                                    device=clean.device, dtype=torch.int16) * 2 - 1
+            best = (clean + budget * stripes).clamp_(0, 255)
+            score, success = self._judge(problem, _float(best), None)
             queries = torch.ones(n, dtype=torch.long)
             history = torch.zeros((self.steps + 1, n))
             history[0] = score.cpu()
-            success = problem.succeeded(out, None)
             done = torch.zeros(n, dtype=torch.bool) if success is None else success.clone()
             for step in range(self.steps):
                 history[step + 1] = history[step]
@@ -103,21 +100,24 @@ class SquareStep(StepRule):
                     break
                 rows = active.to(clean.device)
                 candidate = self._proposal(clean[rows], best[rows],
-                                           window_share(self.p_init, step, self.steps))
-                quantised, candidate = self._grid(problem, candidate, rows)
-                new = self._score(problem, candidate, rows)
-                won = problem.succeeded(quantised, rows)
+                                           window_share(self.p_init, step, self.steps), budget)
+                new, won = self._judge(problem, _float(candidate), rows)
                 keep = (new > score[rows]).cpu()
                 if won is not None:
                     keep |= won
                     done[active[won]] = True
-                take = active[keep]
-                best[take.to(clean.device)] = candidate[keep.to(clean.device)]
-                out[take] = quantised[keep]
-                score[take.to(clean.device)] = new[keep.to(clean.device)]
+                kept = keep.to(clean.device)
+                best[rows[kept]] = candidate[kept]
+                score[rows[kept]] = new[kept]
                 queries[active] += 1
                 history[step + 1, active] = score[rows].cpu()
-        return BatchResult(out, None if success is None else done, queries, history)
+        images = best.to(torch.uint8).cpu()
+        return BatchResult(images, None if success is None else done, queries, history)
+
+
+def _float(levels: Tensor) -> Tensor:
+    """int16 8-bit levels -> float32 in [0, 1], the engine's images."""
+    return uint8_to_float(levels.to(torch.uint8))
 
 
 @register_attack("square")
