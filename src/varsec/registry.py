@@ -1,14 +1,32 @@
-"""What every method registry shares: loading the package whose files register the methods.
+"""What every method registry shares: loading the package whose files register the methods,
+and the plugins other packages declare.
 
-A registry (attacks, defenses) is filled by decorators in the methods' own files, so it is
-complete once every module of its package is imported: a new method is one new file in the
-package and nothing else.
+A registry (backbones, recommenders, attacks, defenses) is filled by decorators in the methods'
+own files, so it is complete once every module of its package is imported: a new method is one
+new file in the package and nothing else.
+
+**Plugins** let a platform audit its own model without forking: an installed package declares
+an entry point in the group of the registry (``varsec.backbones``, ``varsec.recommenders``,
+``varsec.attacks``, ``varsec.defenses``) naming the module or class that holds its method, e.g.
+in its ``pyproject.toml``::
+
+    [project.entry-points."varsec.recommenders"]
+    my-model = "my_package.model:MyModel"
+
+Loading the registry loads the entry point: a class registered by its own decorator counts as
+it is, a class without one is registered under the entry point's name. A plugin that does not
+import, or that is not a method of the group's kind, is one ConfigError line naming it.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from varsec.errors import ConfigError
 
 _IMPORTED: set[str] = set()
 
@@ -23,4 +41,23 @@ def import_submodules(package: str) -> None:
     _IMPORTED.add(package)
 
 
-__all__ = ["import_submodules"]
+def load_plugins(group: str, register: Callable[[str, Any], None]) -> None:
+    """Load every installed entry point of ``group`` once; ``register(name, obj)`` registers
+    what an entry point names (it must accept an object its decorator registered already)."""
+    if group in _IMPORTED:
+        return
+    _IMPORTED.add(group)  # one attempt per process, even when a plugin fails
+    for entry in metadata.entry_points(group=group):
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # any import failure of foreign code is the plugin's
+            raise ConfigError(f"plugin {entry.name!r} ({group}: {entry.value}) cannot be "
+                              f"loaded: {type(exc).__name__}: {exc}.") from None
+        try:
+            register(entry.name, loaded)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"plugin {entry.name!r} ({group}: {entry.value}) is not usable: "
+                              f"{str(exc).rstrip('.')}.") from None
+
+
+__all__ = ["import_submodules", "load_plugins"]

@@ -1,0 +1,1 @@
+"""An example varsec plugin: the ``pop-visual`` recommender (``model.PopVisual``)."""
