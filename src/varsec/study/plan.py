@@ -195,6 +195,8 @@ def _plan_recommenders(planner: _Planner, data: Stage, extractors: dict[str, Sta
         else:
             slice_["params"] = rec.params
             slice_["extractor"] = rec.extractor
+            if rec.observed_users < 1:  # absent otherwise, so the other models keep their keys
+                slice_["observed_users"] = rec.observed_users
             if rec.extractor and rec.extractor in extractors:
                 inputs["extractor"] = extractors[rec.extractor]
         labels = {**base, "recommender": name, "extractor": _extractor_of(config, name)}

@@ -340,6 +340,11 @@ class RecommenderSection(Section):
     ranker: str | None = Field(None, description="two-stage: the visual recommender that ranks "
                                "the candidates")
     k: int = Field(100, ge=1, description="two-stage: candidate set size K (AIP uses 1000)")
+    observed_users: float = Field(1.0, gt=0, le=1, description="a surrogate's view: the share "
+                                  "of users (a seeded sample) whose train interactions the model "
+                                  "is fitted on, as an attacker who observes only some accounts "
+                                  "(1 = all); attack it and evaluate another with evaluate: for "
+                                  "a transfer attack")
 
 
 class PaperBudget(Section):
@@ -914,6 +919,9 @@ def _check_recommender(config: StudyConfig, name: str, rec: RecommenderSection) 
 def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
     here: PathKey = ("recommenders", name)
     problems: list[Problem] = []
+    if rec.observed_users < 1:
+        problems.append(((*here, "observed_users"), "a two-stage pipeline is fitted through its "
+                         "parts: set observed_users on its first_stage and ranker."))
     others = [n for n, r in config.recommenders.items() if r.kind != TWO_STAGE]
     for key in ("first_stage", "ranker"):
         ref = getattr(rec, key)

@@ -53,6 +53,21 @@ def poisoned_features(ctx: StageContext, inputs: dict[str, StageOutput]) -> np.n
     return features
 
 
+def observed_view(dataset: Any, share: float, seed: int) -> Any:
+    """``dataset`` as an attacker who observes a seeded ``share`` of the users sees it: the other
+    users' train interactions are left out (their validation and test ones stay, so the model
+    is fitted and stopped as usual; the user index space is unchanged)."""
+    from varsec.data.catalog import SPLIT_CODES, Dataset
+
+    users = dataset.n_users
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7919]))  # not the model's stream
+    observed = np.zeros(users, dtype=bool)
+    observed[rng.choice(users, max(1, round(share * users)), replace=False)] = True
+    keep = observed[dataset.interactions.user] | (dataset.split != SPLIT_CODES["train"])
+    return Dataset(dataset.catalog, dataset.interactions.select(keep), dataset.split[keep],
+                   dataset.cold_items, dataset.oracle, {**dataset.meta, "observed_users": share})
+
+
 @register_stage("recommender", version="1", estimate=_estimate)
 def recommender_stage(ctx: StageContext, config: dict[str, Any],
                       inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
@@ -65,6 +80,9 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
         ctx.info.update(kind=TWO_STAGE, k=config["k"])
         return []
     dataset = load_dataset(inputs["data"])
+    if config.get("observed_users", 1.0) < 1:
+        dataset = observed_view(dataset, config["observed_users"], config["seed"])
+        ctx.info.update(observed_users=config["observed_users"])
     features = None
     if "extractor" in inputs:
         features = extractor_features(inputs["extractor"])

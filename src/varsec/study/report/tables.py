@@ -16,6 +16,7 @@ import pandas as pd
 from varsec.study.plan import ADAPTIVE
 from varsec.study.report.data import StudyResults
 from varsec.study.report.robustness import robustness
+from varsec.study.report.transfer import TRANSFER_NOTE, transfer_table
 from varsec.study.results import CLEAN
 
 Builder = Callable[[StudyResults], "pd.DataFrame | None"]
@@ -451,6 +452,8 @@ TABLES: list[PaperTable] = [
                "80% of clean HR@10; promotion: the cooperative image's HR@5; category: clean "
                "CHR@K; item-to-item: the clean image's success). A defense is robust only when "
                "it stops the adaptive attacker (BPDA / EOT / detector-aware), which knows it."),
+    PaperTable("transfer", "varsec", "Transfer: promotion attacks crafted on a surrogate, "
+               "evaluated on the platform's model", transfer_table, note=TRANSFER_NOTE),
     PaperTable("thesis-success", "004", "Thesis: success rate (%) at rank_min per eps "
                "(undefended extractor)", thesis_success, _THESIS,
                "the thesis' numbers on DeepFashion (10,000 tuples; 1,000 for C&W)"),
