@@ -69,6 +69,7 @@ def recommender_modules(recommender: Any) -> list[nn.Module]:
 class INSA(Objective):
     """Raise the item's score for all users (000 eq 6); see the module docstring."""
 
+    family = "promotion"
     params: ClassVar[dict[str, Param]] = {
         "users_per_step": Param(None, int, low=1, doc="users per Adam step (AIP's minibatches; "
                                 "null: all users in one step)"),

@@ -34,7 +34,11 @@ class Objective(ABC):
     Subclasses implement :meth:`loss`; those with a notion of success override
     :meth:`success` (checked on quantised images, for early stopping and C&W's binary search).
     :meth:`modules` lists the networks the engine puts in eval mode while attacking.
+    ``family`` (registered objectives): ``"promotion"`` for objectives on cold items through a
+    two-stage recommender (INSA, probe ranks), None when the attack's items decide.
     """
+
+    family: ClassVar[str | None] = None
 
     @abstractmethod
     def loss(self, x: Tensor, index: Tensor) -> Tensor:

@@ -165,6 +165,13 @@ def known_objectives() -> list[str]:
     return sorted(_OBJECTIVES)
 
 
+def objective_family(name: str | None) -> str | None:
+    """The family of the objective ``name`` (``"promotion"`` or None)."""
+    _load_builtins()
+    cls = _OBJECTIVES.get(str(name))
+    return getattr(cls, "family", None) if cls is not None else None
+
+
 def objective_params(name: str | None) -> dict[str, Param]:
     """The settings the objective ``name`` declares ({} for none, ``auto`` and ``none``)."""
     _load_builtins()
@@ -196,5 +203,6 @@ def param_problems(attack: str, objective: str | None,
 
 
 __all__ = ["AUTO", "STAGE_PARAMS", "AttackMethod", "attack_method", "attack_names",
-           "declared_params", "known_attacks", "known_objectives", "objective_params",
+           "declared_params", "known_attacks", "known_objectives", "objective_family",
+           "objective_params",
            "param_problems", "register_attack", "register_objective"]

@@ -11,6 +11,7 @@ DISTANCES = "distances.npz"  # reconstruction fit: detector distances of its cal
 EXTRACTOR = "extractor.pt"  # extractor: the trained backbone's checkpoint
 FEATURES = "features.npy"  # extractor: float32 N x D catalog features
 MODEL = "model.pt"  # recommender: the fitted model's checkpoint
+PROBES = "probes.npy"  # query-only promotion attack: the probe accounts (left out of evaluation)
 
 __all__ = ["ADVERSARIAL", "CATALOG", "CONVERGENCE", "COOPERATIVE", "DISTANCES", "EXTRACTOR",
-           "FEATURES", "ITEMS", "MODEL", "PAIRS"]
+           "FEATURES", "ITEMS", "MODEL", "PAIRS", "PROBES"]

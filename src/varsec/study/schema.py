@@ -171,6 +171,14 @@ def is_promotion(kind: str) -> bool:
     return attack_method(kind).family == "promotion"
 
 
+def promotes(attack: AttackSection) -> bool:
+    """Whether ``attack`` promotes cold items through a two-stage ranker: its kind does (INSA,
+    EXPA, c-SEMA) or its objective does (INSA's, the probes' ranks of a query-only attack)."""
+    from varsec.attacks.registry import objective_family
+
+    return is_promotion(attack.kind) or objective_family(attack_objective(attack)) == "promotion"
+
+
 def _check_step(value: float) -> float:
     if not (math.isfinite(value) and 0 < value <= 255):
         raise ValueError(f"a step size must lie in (0, 255] 8-bit levels, got {value:g}")
@@ -886,6 +894,12 @@ def _check_profile_sizes(config: StudyConfig) -> list[Problem]:
             problems.append((("recommenders", name, "k"), f"a two-stage candidate set of "
                              f"k={rec.k:,} unseen warm items per user cannot be filled: "
                              f"{facts}."))
+    for name, attack in config.attacks.items():
+        probes = attack.params.get("probes")
+        if isinstance(probes, int) and probes >= sim.n_users:
+            problems.append((("attacks", name, "params", "probes"), f"{probes:,} probe "
+                             f"accounts leave no other user to evaluate on: the {sim.name} "
+                             f"profile simulates {sim.n_users:,} users."))
     return problems
 
 
@@ -996,7 +1010,7 @@ def attack_items(attack: AttackSection) -> str:
     if attack.items != "auto":
         return attack.items
     objective = attack_objective(attack)
-    if is_promotion(attack.kind):
+    if promotes(attack):
         return "cold"
     if objective == "bpr":
         return "all"
@@ -1009,7 +1023,7 @@ def attack_family(attack: AttackSection) -> str:
     """How an attack is evaluated: promotion (000), category (001), ranking (002), item2item
     (004)."""
     items = attack_items(attack)
-    if is_promotion(attack.kind) or items == "cold":
+    if promotes(attack) or items == "cold":
         return "promotion"
     if items == "pairs":
         return "item2item"
@@ -1124,7 +1138,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     if problems:
         return problems
     objective = attack_objective(attack)
-    needs_rec = is_promotion(attack.kind) or objective in ("insa", "bpr")
+    needs_rec = promotes(attack) or objective == "bpr"
     if needs_rec and not attack.recommender:
         problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
                          f"recommender it attacks through (known: {_known(recs)})."))
@@ -1133,7 +1147,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                          f"{objective} needs the extractor it attacks (known: {_known(exts)})."))
     if attack.recommender and attack.extractor:
         problems.append(((*here, "extractor"), "give either recommender or extractor, not both."))
-    if is_promotion(attack.kind):
+    if promotes(attack):
         for ref in attack.recommender:
             if recs[ref].kind != "two-stage":
                 problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "

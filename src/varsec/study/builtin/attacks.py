@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from varsec.errors import ConfigError
 from varsec.study.builtin.common import (
     choose_categories,
     extractor_features,
@@ -45,8 +46,10 @@ from varsec.study.builtin.common import (
     load_dataset,
     load_model,
     sample_cold_items,
+    test_items,
+    two_stage_parts,
 )
-from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEMS, PAIRS
+from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEMS, PAIRS, PROBES
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -116,7 +119,9 @@ def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: 
         hook_image = _images(dataset, np.array([hook]))[0]
         options = {k: params[k] for k in ("size", "corner", "margin", "caption") if k in params}
         return items, csema_batch(clean, hook_image, **options).numpy(), {"hook": int(hook)}
-    if config["objective"] == "insa":
+    if config["objective"] == "probe-rank":
+        objective, info = _probe_objective(ctx, config, dataset, target)
+    elif config["objective"] == "insa":
         objective = INSA(ranker, users_per_step=params.get("users_per_step"),
                          aggregate=params.get("aggregate", "logsumexp"), seed=config["seed"])
         info: dict[str, Any] = {"optimizer_steps": objective.optimizer_steps(config["steps"])}
@@ -133,6 +138,28 @@ def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: 
     result = engine(objective, clean, rule, seed=config["seed"],
                     batch_size=params.get("batch_size", 64), device=ctx.device)
     return items, result.images.numpy(), {**info, "success_rate": result.success_rate}
+
+
+def _probe_objective(ctx: StageContext, config: dict[str, Any], dataset: Any,
+                     target: StageOutput) -> tuple[Any, dict[str, Any]]:
+    """The probes' rank feedback: a seeded sample of users with histories and a test item,
+    saved as ``probes.npy`` (the evaluation leaves them out), and their top-N lists."""
+    from varsec.attacks.probe_rank import ProbeRank
+    from varsec.recsys import TwoStage
+
+    settings = {name: config["params"].get(name, spec.default)
+                for name, spec in ProbeRank.params.items()}
+    users = np.flatnonzero(test_items(dataset, None, config["seed"]) >= 0)
+    if settings["probes"] >= len(users):
+        raise ConfigError(f"{settings['probes']} probe accounts leave no other user to "
+                          f"evaluate on ({len(users)} users have a test item).")
+    rng = np.random.default_rng(np.random.SeedSequence([config["seed"], 104729]))
+    probes = np.sort(rng.choice(users, settings["probes"], replace=False))
+    np.save(ctx.workdir / PROBES, probes)
+    first, ranker, k = two_stage_parts(target, ctx.device)
+    pipeline = TwoStage(first, ranker, k=k)
+    sets = pipeline.prepare(dataset, users=probes)
+    return ProbeRank(pipeline, sets, settings["top_n"]), {"probes": len(probes), **settings}
 
 
 def _category(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,

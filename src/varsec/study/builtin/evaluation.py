@@ -42,7 +42,7 @@ from varsec.study.builtin.common import (
     with_replaced_items,
 )
 from varsec.study.cache import UNITS
-from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, PAIRS
+from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, PAIRS, PROBES
 from varsec.study.stages import StageContext, StageOutput, register_stage
 
 SCORE_BATCH = 256  # images scored per call in the promotion scenario
@@ -155,7 +155,11 @@ def _pipeline(ctx: StageContext, inputs: dict[str, StageOutput], config: dict[st
     first, ranker, k = two_stage_parts(inputs["model"], ctx.device)
     pipeline = TwoStage(first, ranker, k=k)
     tests = test_items(dataset, config["max_users"], config["seed"])
-    sets = pipeline.prepare(dataset, users=np.flatnonzero(tests >= 0))
+    users = np.flatnonzero(tests >= 0)
+    attack = inputs.get("attack")
+    if attack is not None and attack.file(PROBES).is_file():  # the merchant's own accounts
+        users = np.setdiff1d(users, np.load(attack.file(PROBES)))
+    sets = pipeline.prepare(dataset, users=users)
     return dataset, pipeline, sets, k
 
 
