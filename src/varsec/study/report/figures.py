@@ -307,9 +307,15 @@ def convergence_curves(results: StudyResults, out: Path) -> list[Figure]:
     return convergence_figures(results, out)
 
 
+def _ladder(results: StudyResults, out: Path) -> list[Figure]:
+    from varsec.study.report.ladder import ladder_figure  # it draws with this module's helpers
+
+    return ladder_figure(results, out)
+
+
 FIGURES: list[Callable[[StudyResults, Path], list[Figure]]] = [
     quality_bars, promotion_bars, eps_sweeps, adversarial_grids, rank_shift_histograms,
-    embedding_tsne, detector_histograms, defense_map, convergence_curves,
+    embedding_tsne, detector_histograms, defense_map, convergence_curves, _ladder,
 ]
 
 

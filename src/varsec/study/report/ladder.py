@@ -1,0 +1,155 @@
+"""The threat ladder: every promotion attack of a study placed on the rung of what its merchant
+knows, with what it cost and what it achieved, and each defense applied to each rung.
+
+Rungs, most knowledge first:
+
+* **insider** - INSA: the user embeddings and the model (white-box);
+* **expert** - EXPA: the extractor, not the users;
+* **transfer** - an attack crafted on another model (a surrogate fitted on the interactions the
+  merchant observes, ``observed_users``) and evaluated on the platform's;
+* **query (score)** - a query-only attack (Square) on a score the platform returns for an upload;
+* **query (rank)** - a query-only attack on the item's rank in the merchant's probe accounts'
+  lists (``objective: probe-rank``), evaluated on the other users;
+* **semantic** - c-SEMA: no model at all, a popular item's image pasted in.
+
+Rows are the platform's models (a surrogate's own evaluation is the transfer table's
+diagonal). Per row: the cost (gradient steps, or queries per item), the cold items' HR_cold@5
+with the adversarial and the cooperative image, the paired test between them and whether the
+merchant promotes the item (adversarial above cooperative at the study's significance), then
+the same HR_cold@5 behind each defense of the study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from varsec.study.report.data import StudyResults
+from varsec.study.results import CLEAN
+from varsec.study.stages import Stage
+
+RUNGS = {
+    "insider": "the user embeddings and the model (white-box)",
+    "expert": "the extractor (white-box), not the users",
+    "transfer": "a surrogate model, not the platform's",
+    "query (score)": "the platform's score of each upload",
+    "query (rank)": "its item's rank in its probe accounts' top-N lists",
+    "semantic": "a popular item's image, no model",
+}
+LADDER_NOTE = ("One row per promotion attack and model, ordered from the most to the least the "
+               "merchant knows; cost is gradient steps (INSA: Adam steps over user minibatches) "
+               "or queries per item; 'promotes' is the paired test of HR_cold@5 with the "
+               "adversarial vs the cooperative image at the study's significance. Defense "
+               "columns: HR_cold@5 of the same attack's images behind the defense.")
+
+
+def rung(results: StudyResults, evaluation: Stage, attack: Stage) -> str:
+    """The rung of a promotion evaluation of ``attack`` (module docstring)."""
+    from varsec.attacks.registry import attack_method
+
+    if attack.labels.get("recommender") != evaluation.labels.get("recommender"):
+        return "transfer"
+    method = attack_method(str(attack.config["kind"]))
+    objective = attack.config.get("objective")
+    if not method.gradient or objective == "none":
+        return "semantic"
+    if method.step_unit == "queries":
+        return "query (rank)" if objective == "probe-rank" else "query (score)"
+    return "insider" if objective == "insa" else "expert"
+
+
+def surrogate(results: StudyResults, recommender: str | None) -> bool:
+    """Whether ``recommender`` (or a part of its pipeline) is a surrogate: fitted on only the
+    users an attacker observes. The ladder measures the platform's models, not these."""
+    for part in results.components(str(recommender)):
+        section = results.config.recommenders.get(part)
+        if section is not None and section.observed_users < 1:
+            return True
+    return False
+
+
+def _cost(results: StudyResults, attack: Stage) -> str:
+    info = results.info(attack)
+    budget = info.get("budget") or {}
+    convergence = info.get("convergence") or {}
+    if attack.config.get("kind") == "square":
+        return f"{attack.config['steps']} queries per item"
+    if not convergence.get("iterative", True):
+        return "no gradient step" if attack.config.get("objective") == "none" else "one step"
+    return f"{budget.get('optimizer_steps', attack.config.get('steps'))} gradient steps"
+
+
+def _promotes(results: StudyResults, units: dict[str, np.ndarray]) -> tuple[float, bool] | None:
+    from varsec.metrics.stats import paired_test
+
+    adv, coop = units.get("cold|HR_cold@5"), units.get("cold|HR_coop@5")
+    if adv is None or coop is None or len(adv) < 2:
+        return None
+    p = paired_test(adv, coop, method=results.config.evaluation.test).p_value
+    return p, bool(adv.mean() > coop.mean() and p < results.config.evaluation.significance)
+
+
+def ladder_table(results: StudyResults) -> pd.DataFrame | None:
+    """The ladder (None when the study has no promotion attack)."""
+    records: dict[tuple[str, str, str], dict[str, Any]] = {}
+    defended: dict[tuple[str, str, str], dict[str, float]] = {}
+    for evaluation in results.stages("evaluation", "promotion"):
+        attacks = results.upstream(evaluation, "attack")
+        label = str(evaluation.labels.get("attack"))
+        if not attacks or "+" in label:
+            continue
+        attack = attacks[0]
+        if surrogate(results, evaluation.labels.get("recommender")):
+            continue  # the attacker's own model: the transfer table's diagonal
+        eps = evaluation.labels.get("eps")
+        key = (rung(results, evaluation, attack), label + (f" eps {eps:g}" if eps else ""),
+               str(evaluation.labels.get("recommender")))
+        units = results.units(evaluation)
+        if evaluation.labels.get("defense") != CLEAN:
+            if "cold|HR_cold@5" in units:
+                defended.setdefault(key, {})[str(evaluation.labels["defense"])] = \
+                    float(np.mean(units["cold|HR_cold@5"]))
+            continue
+        test = _promotes(results, units)
+        if test is None:
+            continue
+        records[key] = {
+            "knows": RUNGS[key[0]], "cost": _cost(results, attack),
+            "HR_cold@5": float(np.mean(units["cold|HR_cold@5"])),
+            "cooperative": float(np.mean(units["cold|HR_coop@5"])),
+            "p": test[0], "promotes": "yes" if test[1] else "no"}
+    if not records:
+        return None
+    order = {name: i for i, name in enumerate(RUNGS)}
+    rows = []
+    for key in sorted(records, key=lambda k: (order[k[0]], k[1], k[2])):
+        rows.append({"rung": key[0], "attack": key[1], "model": key[2], **records[key],
+                     **{f"{d} HR_cold@5": v for d, v in defended.get(key, {}).items()}})
+    return pd.DataFrame(rows).set_index("rung")
+
+
+def ladder_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
+    """HR_cold@5 per rung, adversarial beside cooperative (one bar pair per attack)."""
+    frame = ladder_table(results)
+    if frame is None:
+        return []
+    from varsec.study.report.figures import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(frame) + 2), 3.2))
+    x = np.arange(len(frame))
+    ax.bar(x - 0.2, frame["HR_cold@5"], 0.4, label="adversarial")
+    ax.bar(x + 0.2, frame["cooperative"], 0.4, label="cooperative")
+    ax.set_xticks(x, [f"{r}\n{a}" for r, a in zip(frame.index, frame["attack"], strict=True)],
+                  fontsize=7)
+    ax.set_ylabel("HR_cold@5")
+    ax.set_title("The threat ladder: what each merchant achieves")
+    ax.legend(fontsize=7)
+    return [(_save(fig, out / "ladder.png"), "HR_cold@5 of the cold items per rung of the "
+             "threat ladder (most knowledge on the left), adversarial beside cooperative.")]
+
+
+__all__ = ["LADDER_NOTE", "RUNGS", "ladder_figure", "ladder_table", "rung"]

@@ -1,0 +1,74 @@
+"""The threat ladder: each promotion attack on the rung of what its merchant knows, with its
+cost, its HR_cold@5 beside the cooperative image's, the paired test, and each defense; the
+shipped ladder study plans every rung."""
+
+from __future__ import annotations
+
+import pytest
+from study_standins import TINY_MODELS, run_tiny_real_study
+
+from varsec.study.plan import plan_study
+from varsec.study.report.data import StudyResults
+from varsec.study.report.ladder import RUNGS, ladder_figure, ladder_table
+from varsec.study.schema import load_study
+
+SURROGATE = """  bpr-sur: {kind: bpr-mf, observed_users: 0.3, params: {factors: 8, epochs: 2,
+                                                      early_stopping: false}}
+  vbpr-sur: {kind: vbpr, extractor: cnn, observed_users: 0.3,
+             params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}
+  pipe-sur: {kind: two-stage, first_stage: bpr-sur, ranker: vbpr-sur, k: 20}
+"""
+STUDY = "\nstudy: tiny-ladder\n" + TINY_MODELS + SURROGATE + """attacks:
+  insa: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8, params: {lr: 8}}
+  expa: {kind: expa, recommender: pipe, eps: [32], steps: 3, n_items: 8, params: {lr: 8}}
+  transfer: {kind: insa, recommender: pipe-sur, evaluate: [pipe-sur, pipe], eps: [32], steps: 3,
+             n_items: 8, params: {lr: 8}}
+  score: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 12, n_items: 8}
+  rank: {kind: square, objective: probe-rank, recommender: pipe, eps: [32], steps: 12,
+         n_items: 8, params: {probes: 10}}
+  csema: {kind: csema, recommender: pipe, n_items: 8}
+defenses:
+  jpeg: {kind: jpeg, strengths: [50], attacks: [insa, score]}
+evaluation:
+  protocols: [{kind: sampled, negatives: 20}]
+  cold_items: 8
+  bootstrap: 0
+"""
+
+
+@pytest.fixture(scope="module")
+def ladder_run(tmp_path_factory):
+    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("ladder"))
+
+
+def _results(run) -> StudyResults:
+    return StudyResults(run.config, run.table, run.plan, run.statuses, run.out)
+
+
+def test_every_rung_in_order_with_its_knowledge_cost_and_test(ladder_run):
+    frame = ladder_table(_results(ladder_run))
+    assert list(frame.index) == list(RUNGS)  # one attack each, most knowledge first
+    assert list(frame["attack"]) == ["insa eps 32", "expa eps 32", "transfer eps 32",
+                                     "score eps 32", "rank eps 32", "csema"]
+    # the transfer row is measured on the platform; the surrogate's own evaluation is left out
+    assert set(frame["model"]) == {"pipe"}
+    assert frame.loc["query (score)", "cost"] == "12 queries per item"
+    assert frame.loc["query (rank)", "knows"] == RUNGS["query (rank)"]
+    assert frame.loc["semantic", "cost"] == "no gradient step"
+    assert frame.loc["insider", "cost"].endswith("gradient steps")
+    for _, row in frame.iterrows():
+        assert 0 <= row["HR_cold@5"] <= 1 and 0 <= row["p"] <= 1
+        assert row["promotes"] in ("yes", "no")
+    defended = frame["jpeg=50 HR_cold@5"]
+    assert defended.notna().sum() == 2  # the two attacks the defense covers
+
+
+def test_the_ladder_figure_is_drawn(ladder_run, tmp_path):
+    (path, caption), = ladder_figure(_results(ladder_run), tmp_path)
+    assert path.is_file() and path.stat().st_size > 1000 and "threat ladder" in caption
+
+
+def test_the_shipped_ladder_study_plans_every_rung():
+    config = load_study("studies/ladder.yaml", profile="quick")
+    attacks = {s.labels["attack"] for s in plan_study(config).of_kind("attack")}
+    assert {"insa", "expa", "transfer", "score", "rank", "csema"} <= attacks
