@@ -72,3 +72,30 @@ def test_the_shipped_ladder_study_plans_every_rung():
     config = load_study("studies/ladder.yaml", profile="quick")
     attacks = {s.labels["attack"] for s in plan_study(config).of_kind("attack")}
     assert {"insa", "expa", "transfer", "score", "rank", "csema"} <= attacks
+
+
+def _frame(promotes: list[str]):
+    import pandas as pd
+
+    rungs = ["insider", "transfer", "query (rank)"]
+    return pd.DataFrame({
+        "attack": ["insa eps 32", "transfer eps 32", "rank eps 32"], "model": ["pipe"] * 3,
+        "knows": [RUNGS[r] for r in rungs], "cost": ["20 gradient steps"] * 2 + ["100 queries"],
+        "HR_cold@5": [0.2, 0.05, 0.01], "cooperative": [0.01, 0.01, 0.01],
+        "p": [1e-6, 0.01, 0.8], "promotes": ["yes", *promotes]}, index=rungs)
+
+
+@pytest.mark.parametrize(("promotes", "status"), [
+    (["yes", "no"], "held"), (["no", "no"], "not held")])
+def test_the_outsider_claim_both_ways(ladder_run, monkeypatch, promotes, status):
+    import varsec.study.report.ladder as ladder
+    from varsec.study.report.claims import CLAIMS
+
+    claim = next(c for c in CLAIMS if c.id == "varsec-outsider")
+    monkeypatch.setattr(ladder, "ladder_table", lambda results: _frame(promotes))
+    verdict = claim.check(_results(ladder_run))
+    assert verdict.status == status
+    assert "transfer: transfer eps 32 on pipe (20 gradient steps)" in verdict.evidence
+    assert "insider" not in verdict.evidence.split(";")[0]  # the insider is not an outsider
+    monkeypatch.setattr(ladder, "ladder_table", lambda results: _frame(promotes)[:1])
+    assert claim.check(_results(ladder_run)).status == "not run"

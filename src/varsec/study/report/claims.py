@@ -852,6 +852,28 @@ def defenses_robust(results: StudyResults) -> Verdict:
     return evidence.verdict("adaptive attacks through a defense")
 
 
+def outsiders_promote(results: StudyResults) -> Verdict:
+    """The threat ladder's question: does a merchant without insider access (expert, transfer,
+    query-only, semantic) still promote its item? One comparison per such rung of
+    :func:`varsec.study.report.ladder.ladder_table` (its paired test and cost); held when at
+    least one promotes. An attack claim: an unconverged attack's failure leaves it open."""
+    from varsec.study.report.ladder import ladder_table
+
+    frame = ladder_table(results)
+    outsiders = None if frame is None else frame[frame.index != "insider"]
+    if outsiders is None or not len(outsiders):
+        return _not_run("promotion attacks by merchants without insider access (expert, "
+                        "transfer, query-only or semantic rungs)")
+    evidence = _Evidence(results, "Wilcoxon signed-rank per rung (see the threat ladder)")
+    for rung_name, row in outsiders.iterrows():
+        key = f"{rung_name}: {row['attack']} on {row['model']}"
+        evidence.add(key, row["promotes"] == "yes", row["HR_cold@5"] - row["cooperative"],
+                     f"{key} ({row['cost']}): HR_cold@5 {_fmt(row['HR_cold@5'])} vs "
+                     f"cooperative {_fmt(row['cooperative'])} (p={row['p']:.3g}), promotes: "
+                     f"{row['promotes']}")
+    return evidence.verdict("outsider rungs", need=1 / len(outsiders))  # one is enough
+
+
 def protocols_agree(results: StudyResults) -> Verdict:
     """No attack involved: only the recommenders' floors apply."""
     rows = results.rows(attack=CLEAN, defense=CLEAN, metric="HR", k=10)
@@ -917,6 +939,9 @@ CLAIMS: list[Claim] = [
           "EOT, detector-aware): robust against the adaptive attacker", defenses_robust),
     Claim("varsec-protocols", "varsec", "The sampled protocol orders the recommenders as full "
           "ranking does (HR@10)", protocols_agree),
+    Claim("varsec-outsider", "varsec", "A merchant without insider access (expert, transfer, "
+          "query-only or semantic) still promotes its item: at least one such rung raises "
+          "HR_cold@5 significantly", outsiders_promote),
 ]
 
 
