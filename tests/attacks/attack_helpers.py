@@ -125,3 +125,27 @@ def install_stand_in_lpips(monkeypatch: Any, root: Any, distances: list[float]) 
     module.__file__ = str(package / "__init__.py")
     module.LPIPS = StandIn
     monkeypatch.setitem(sys.modules, "lpips", module)
+
+
+def run_attack_cli(tmp_path: Any, simulated: Any, backbone: Any, attack: str, items: int,
+                   *extra: str) -> tuple[Any, Any]:
+    """``varsec attack --attack <attack> --objective classifier`` on ``items`` cold items of the
+    saved ``simulated`` dataset with ``backbone`` as the checkpoint; (CLI result, out dir)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from varsec.attacks.commands import register
+    from varsec.vision.checkpoint import save_checkpoint
+
+    simulated.save(tmp_path / "data")
+    save_checkpoint(tmp_path / "cnn.pt", backbone)
+    root = typer.Typer()
+    root.callback()(lambda: None)
+    register(root)
+    ids = ",".join(simulated.catalog.item_ids[simulated.cold_items[:items]])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(root, [
+        "attack", "--dataset", str(tmp_path / "data"), "--out", str(out), "--attack", attack,
+        "--objective", "classifier", "--checkpoint", str(tmp_path / "cnn.pt"), "--items", ids,
+        *extra])
+    return result, out

@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-import typer
+from attack_helpers import run_attack_cli
 from torch import nn
-from typer.testing import CliRunner
 
 from varsec.attacks import ClassifierObjective, FeatureTarget, run_attack
 from varsec.attacks.deepfool import DeepFoolStep
@@ -84,20 +83,8 @@ def test_an_objective_without_a_boundary_is_refused_before_any_step(small_cnn, f
 
 
 def test_the_cli_runs_deepfool(tmp_path, simulated, small_cnn):
-    from varsec.attacks.commands import register
-    from varsec.vision.checkpoint import save_checkpoint
-
-    simulated.save(tmp_path / "data")
-    save_checkpoint(tmp_path / "cnn.pt", small_cnn)
-    root = typer.Typer()
-    root.callback()(lambda: None)
-    register(root)
-    items = ",".join(simulated.catalog.item_ids[simulated.cold_items[:4]])
-    out = tmp_path / "out"
-    result = CliRunner().invoke(root, [
-        "attack", "--dataset", str(tmp_path / "data"), "--out", str(out), "--attack",
-        "deepfool", "--objective", "classifier", "--checkpoint", str(tmp_path / "cnn.pt"),
-        "--items", items, "--eps", "8", "--steps", "5"])
+    result, out = run_attack_cli(tmp_path, simulated, small_cnn, "deepfool", 4, "--eps", "8",
+                                 "--steps", "5")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["settings"]["attack"] == "deepfool"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
+from attack_helpers import run_attack_cli
 
 from varsec.attacks import ClassifierObjective, run_attack
 from varsec.attacks.registry import attack_method, param_problems
@@ -107,23 +108,8 @@ attacks:
 def test_the_cli_runs_square_and_records_the_queries(tmp_path, simulated, small_cnn):
     import json
 
-    import typer
-    from typer.testing import CliRunner
-
-    from varsec.attacks.commands import register
-    from varsec.vision.checkpoint import save_checkpoint
-
-    simulated.save(tmp_path / "data")
-    save_checkpoint(tmp_path / "cnn.pt", small_cnn)
-    root = typer.Typer()
-    root.callback()(lambda: None)
-    register(root)
-    items = ",".join(simulated.catalog.item_ids[simulated.cold_items[:3]])
-    out = tmp_path / "out"
-    result = CliRunner().invoke(root, [
-        "attack", "--dataset", str(tmp_path / "data"), "--out", str(out), "--attack", "square",
-        "--objective", "classifier", "--checkpoint", str(tmp_path / "cnn.pt"), "--items", items,
-        "--eps", "8", "--steps", "20"])
+    result, out = run_attack_cli(tmp_path, simulated, small_cnn, "square", 3, "--eps", "8",
+                                 "--steps", "20")
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     queries = [entry["steps"] for entry in manifest["models"]["cnn"]["items"].values()]

@@ -208,6 +208,13 @@ recommenders:
                                              early_stopping: false}}
   pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
 """
+# A transfer attacker's surrogate of TINY_MODELS' pipeline: fitted on 30% of the users.
+TINY_SURROGATE = """  bpr-sur: {kind: bpr-mf, observed_users: 0.3, params: {factors: 8, epochs: 2,
+                                                      early_stopping: false}}
+  vbpr-sur: {kind: vbpr, extractor: cnn, observed_users: 0.3,
+             params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}
+  pipe-sur: {kind: two-stage, first_stage: bpr-sur, ranker: vbpr-sur, k: 20}
+"""
 TINY_DEFENSE_STUDY = """
 study: tiny-defense
 """ + TINY_MODELS + """attacks:

@@ -5,20 +5,14 @@ shipped ladder study plans every rung."""
 from __future__ import annotations
 
 import pytest
-from study_standins import TINY_MODELS, run_tiny_real_study
+from study_standins import TINY_MODELS, TINY_SURROGATE, run_tiny_real_study
 
 from varsec.study.plan import plan_study
 from varsec.study.report.data import StudyResults
 from varsec.study.report.ladder import RUNGS, ladder_figure, ladder_table
 from varsec.study.schema import load_study
 
-SURROGATE = """  bpr-sur: {kind: bpr-mf, observed_users: 0.3, params: {factors: 8, epochs: 2,
-                                                      early_stopping: false}}
-  vbpr-sur: {kind: vbpr, extractor: cnn, observed_users: 0.3,
-             params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}
-  pipe-sur: {kind: two-stage, first_stage: bpr-sur, ranker: vbpr-sur, k: 20}
-"""
-STUDY = "\nstudy: tiny-ladder\n" + TINY_MODELS + SURROGATE + """attacks:
+STUDY = "\nstudy: tiny-ladder\n" + TINY_MODELS + TINY_SURROGATE + """attacks:
   insa: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8, params: {lr: 8}}
   expa: {kind: expa, recommender: pipe, eps: [32], steps: 3, n_items: 8, params: {lr: 8}}
   transfer: {kind: insa, recommender: pipe-sur, evaluate: [pipe-sur, pipe], eps: [32], steps: 3,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from study_standins import TINY_MODELS, run_tiny_real_study, tiny_catalog
+from study_standins import TINY_MODELS, TINY_SURROGATE, run_tiny_real_study, tiny_catalog
 
 from varsec.data.catalog import SPLIT_CODES
 from varsec.errors import ConfigError
@@ -16,13 +16,7 @@ from varsec.study.report.data import StudyResults
 from varsec.study.report.transfer import transfer_table
 from varsec.study.schema import load_study_text
 
-SURROGATE = """  bpr-sur: {kind: bpr-mf, observed_users: 0.3, params: {factors: 8, epochs: 2,
-                                                      early_stopping: false}}
-  vbpr-sur: {kind: vbpr, extractor: cnn, observed_users: 0.3,
-             params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}
-  pipe-sur: {kind: two-stage, first_stage: bpr-sur, ranker: vbpr-sur, k: 20}
-"""
-STUDY = "\nstudy: tiny-transfer\n" + TINY_MODELS + SURROGATE + """attacks:
+STUDY = "\nstudy: tiny-transfer\n" + TINY_MODELS + TINY_SURROGATE + """attacks:
   insa: {kind: insa, recommender: pipe-sur, eps: [32], steps: 3, n_items: 8,
          evaluate: [pipe-sur, pipe]}
 evaluation:
