@@ -86,3 +86,25 @@ def test_bad_observed_users_are_refused(entry, match):
     text = "study: s\n" + TINY_MODELS + entry
     with pytest.raises(ConfigError, match=match):
         load_study_text(text)
+
+
+def test_surrogate_extractors_train_on_disjoint_halves_with_their_own_seed():
+    from varsec.study.builtin.vision import _half
+
+    catalog = tiny_catalog(101)
+    halves = [_half({"catalog_half": h, "seed": 3 + offset, "seed_offset": offset}, catalog)
+              for h, offset in ((0, 0), (1, 5))]
+    ids = [set(h.item_ids) for h in halves]
+    assert not ids[0] & ids[1] and ids[0] | ids[1] == set(catalog.item_ids)
+    assert abs(len(ids[0]) - len(ids[1])) <= 1
+    assert _half({"seed": 3}, catalog) is catalog  # no half: all of it
+    text = ("study: s\nextractors:\n  cnn: {epochs: 1}\n  cnn-sur: {epochs: 1, catalog_half: 1, "
+            "seed_offset: 5}\n")
+    extractors = {s.labels["extractor"]: s for s in
+                  plan_study(load_study_text(text)).of_kind("extractor")}
+    assert extractors["cnn-sur"].config["catalog_half"] == 1
+    assert extractors["cnn-sur"].config["seed"] == 5  # study seed 0 plus the offset
+    alone = plan_study(load_study_text("study: s\nextractors:\n  cnn: {epochs: 1}\n"))
+    assert alone.of_kind("extractor")[0].key == extractors["cnn"].key  # keys kept
+    with pytest.raises(ConfigError, match=r"extractors\.cnn-sur\.catalog_half"):
+        load_study_text(text.replace("catalog_half: 1", "catalog_half: 2"))

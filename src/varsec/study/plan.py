@@ -162,7 +162,10 @@ def _plan_seed(planner: _Planner, data: Stage, seed: int, dataset: str) -> None:
 def _extractor_config(config: StudyConfig, name: str, seed: int) -> dict[str, Any]:
     section = config.extractors[name]
     slice_ = section.model_dump(mode="json")
-    slice_["seed"] = seed
+    for key, default in (("catalog_half", None), ("seed_offset", 0)):
+        if slice_[key] == default:  # absent by default, so the other extractors keep their keys
+            del slice_[key]
+    slice_["seed"] = seed + section.seed_offset
     if section.train_on == "source" and section.training != "none" and not section.checkpoint:
         slice_["source"] = {k: getattr(config.dataset, k)
                             for k in ("source", "reviews", "features", "trust_pickle")}

@@ -306,6 +306,12 @@ class ExtractorSection(Section):
     replays: int = Field(4, ge=1, description="free-at: replays m of each minibatch")
     max_train: int | None = Field(None, ge=1, description="train on at most this many items "
                                   "(quick runs)")
+    catalog_half: Literal[0, 1] | None = Field(None, description="a transfer attacker's "
+                                               "surrogate: train on one seeded half of the "
+                                               "training catalog (0 or 1; the other half is "
+                                               "the other surrogate's), null = all of it")
+    seed_offset: int = Field(0, ge=0, description="train with the study seed plus this (a "
+                             "surrogate trained with another seed)")
     layer: str | None = Field(None, description="feature layer the recommenders use "
                               "(default: the backbone's)")
     eval_eps: EpsList = Field(default_factory=list, description="after training, PGD-20 "

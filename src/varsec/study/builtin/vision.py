@@ -19,6 +19,21 @@ _TRAIN_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "eps", "steps", "rep
 
 
 def _training_catalog(config: dict[str, Any], dataset: Dataset) -> ItemCatalog:
+    return _half(config, _whole_catalog(config, dataset))
+
+
+def _half(config: dict[str, Any], catalog: ItemCatalog) -> ItemCatalog:
+    """One seeded half of ``catalog`` (``catalog_half`` 0 or 1; the two halves are disjoint and
+    drawn with the study seed, so two surrogates with halves 0 and 1 never share an item)."""
+    half = config.get("catalog_half")
+    if half is None:
+        return catalog
+    order = np.random.default_rng(np.random.SeedSequence([config["seed"] - config.get(
+        "seed_offset", 0), 6007])).permutation(len(catalog))
+    return catalog.subset(np.sort(order[half::2]))
+
+
+def _whole_catalog(config: dict[str, Any], dataset: Dataset) -> ItemCatalog:
     if config["train_on"] == "dataset" or "source" not in config:
         return dataset.catalog
     from varsec.data.sources import open_source
