@@ -93,3 +93,30 @@ def test_the_outsider_claim_both_ways(ladder_run, monkeypatch, promotes, status)
     assert "insider" not in verdict.evidence.split(";")[0]  # the insider is not an outsider
     monkeypatch.setattr(ladder, "ladder_table", lambda results: _frame(promotes)[:1])
     assert claim.check(_results(ladder_run)).status == "not run"
+
+
+CURVE = "\nstudy: tiny-queries\n" + TINY_MODELS + """attacks:
+  score-4: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 4, n_items: 8}
+  score-16: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 16, n_items: 8}
+evaluation:
+  protocols: [{kind: sampled, negatives: 20}]
+  cold_items: 8
+  bootstrap: 0
+"""
+
+
+def test_the_query_curve_has_each_budget_of_a_query_only_rung(tmp_path_factory, tmp_path):
+    from varsec.study.report.ladder import query_curve, query_figure
+
+    run = run_tiny_real_study(CURVE, tmp_path_factory.mktemp("queries"))
+    curve = query_curve(_results(run))
+    assert list(curve.index) == [("query (score)", 4), ("query (score)", 16)]
+    assert set(curve["model"]) == {"pipe"} and curve["HR_cold@5"].between(0, 1).all()
+    (path, _), = query_figure(_results(run), tmp_path)
+    assert path.is_file()
+
+
+def test_one_budget_is_no_curve(ladder_run):
+    from varsec.study.report.ladder import query_curve
+
+    assert query_curve(_results(ladder_run)) is None  # score and rank at one budget each

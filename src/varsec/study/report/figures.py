@@ -308,9 +308,12 @@ def convergence_curves(results: StudyResults, out: Path) -> list[Figure]:
 
 
 def _ladder(results: StudyResults, out: Path) -> list[Figure]:
-    from varsec.study.report.ladder import ladder_figure  # it draws with this module's helpers
+    from varsec.study.report.ladder import (  # they draw with this module's helpers
+        ladder_figure,
+        query_figure,
+    )
 
-    return ladder_figure(results, out)
+    return ladder_figure(results, out) + query_figure(results, out)
 
 
 FIGURES: list[Callable[[StudyResults, Path], list[Figure]]] = [

@@ -73,8 +73,9 @@ def surrogate(results: StudyResults, recommender: str | None) -> bool:
 
 def _cost(results: StudyResults, attack: Stage) -> str:
     info = results.info(attack)
-    budget = info.get("budget") or {}
-    convergence = info.get("convergence") or {}
+    budget, convergence = (info.get(key) for key in ("budget", "convergence"))
+    budget = budget if isinstance(budget, dict) else {}  # an older or odd record: no budget
+    convergence = convergence if isinstance(convergence, dict) else {}
     if attack.config.get("kind") == "square":
         return f"{attack.config['steps']} queries per item"
     if not convergence.get("iterative", True):
@@ -152,4 +153,52 @@ def ladder_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
              "threat ladder (most knowledge on the left), adversarial beside cooperative.")]
 
 
-__all__ = ["LADDER_NOTE", "RUNGS", "ladder_figure", "ladder_table", "rung"]
+QUERY_NOTE = ("The query-only rungs at each query budget the study ran (one attack per budget "
+              "with the same objective, items and eps): HR_cold@5 of the adversarial cold items "
+              "and the cooperative images' on the platform's model.")
+
+
+def query_curve(results: StudyResults) -> pd.DataFrame | None:
+    """HR_cold@5 against the queries per item of every query-only rung (None: fewer than two
+    budgets of one rung)."""
+    frame = ladder_table(results)
+    if frame is None:
+        return None
+    queries = frame[frame.index.str.startswith("query")]
+    if not len(queries):
+        return None
+    budget = queries["cost"].str.extract(r"^(\d+) queries")[0].astype(float)
+    curve = pd.DataFrame({"rung": list(queries.index), "model": list(queries["model"]),
+                          "queries": budget.to_numpy(dtype=int),
+                          "HR_cold@5": queries["HR_cold@5"].to_numpy(),
+                          "cooperative": queries["cooperative"].to_numpy(),
+                          "promotes": list(queries["promotes"])})
+    if curve.groupby(["rung", "model"])["queries"].nunique().max() < 2:
+        return None
+    return curve.sort_values(["rung", "model", "queries"]).set_index(["rung", "queries"])
+
+
+def query_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
+    """HR_cold@5 against queries per item (log scale), one line per query-only rung."""
+    curve = query_curve(results)
+    if curve is None:
+        return []
+    from varsec.study.report.figures import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for (name, model), group in curve.reset_index().groupby(["rung", "model"]):
+        ax.plot(group["queries"], group["HR_cold@5"], marker="o", label=f"{name} ({model})")
+    ax.axhline(float(curve["cooperative"].mean()), color="grey", ls="--", lw=1,
+               label="cooperative")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per item")
+    ax.set_ylabel("HR_cold@5")
+    ax.set_title("Query-only merchants: effect against queries")
+    ax.legend(fontsize=7)
+    return [(_save(fig, out / "queries.png"), "HR_cold@5 of the cold items against the queries "
+             "each query-only merchant spent per item (one attack per budget).")]
+
+
+__all__ = ["LADDER_NOTE", "QUERY_NOTE", "RUNGS", "ladder_figure", "ladder_table", "query_curve",
+           "query_figure", "rung"]

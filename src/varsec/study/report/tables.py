@@ -15,7 +15,7 @@ import pandas as pd
 
 from varsec.study.plan import ADAPTIVE
 from varsec.study.report.data import StudyResults
-from varsec.study.report.ladder import LADDER_NOTE, ladder_table
+from varsec.study.report.ladder import LADDER_NOTE, QUERY_NOTE, ladder_table, query_curve
 from varsec.study.report.robustness import robustness
 from varsec.study.report.transfer import TRANSFER_NOTE, transfer_table
 from varsec.study.results import CLEAN
@@ -455,6 +455,8 @@ TABLES: list[PaperTable] = [
                "it stops the adaptive attacker (BPDA / EOT / detector-aware), which knows it."),
     PaperTable("ladder", "varsec", "The threat ladder: what each merchant knows, spends and "
                "achieves", ladder_table, note=LADDER_NOTE),
+    PaperTable("queries", "varsec", "Query-only merchants: effect against queries",
+               query_curve, note=QUERY_NOTE),
     PaperTable("transfer", "varsec", "Transfer: promotion attacks crafted on a surrogate, "
                "evaluated on the platform's model", transfer_table, note=TRANSFER_NOTE),
     PaperTable("thesis-success", "004", "Thesis: success rate (%) at rank_min per eps "
