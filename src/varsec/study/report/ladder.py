@@ -175,7 +175,7 @@ def query_curve(results: StudyResults) -> pd.DataFrame | None:
                           "promotes": list(queries["promotes"])})
     if curve.groupby(["rung", "model"])["queries"].nunique().max() < 2:
         return None
-    return curve.sort_values(["rung", "model", "queries"]).set_index(["rung", "queries"])
+    return curve.sort_values(["rung", "model", "queries"]).set_index("rung")
 
 
 def query_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
@@ -187,7 +187,7 @@ def query_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    for (name, model), group in curve.reset_index().groupby(["rung", "model"]):
+    for (name, model), group in curve.reset_index().groupby(["rung", "model"]):  # one line each
         ax.plot(group["queries"], group["HR_cold@5"], marker="o", label=f"{name} ({model})")
     ax.axhline(float(curve["cooperative"].mean()), color="grey", ls="--", lw=1,
                label="cooperative")
