@@ -314,6 +314,27 @@ def test_at_does_not_stop_the_push_on_vbpr_both_ways(tmp_path):
     assert _taamr(tmp_path / "b", vbpr_rise=0.0).verdict("001-at-push").status == NOT_HELD
 
 
+def test_a_push_outside_001s_premise_leaves_the_chr_claims_inconclusive(tmp_path):
+    def with_categories(s, source_rank, target_rank):
+        for stage in s.find("evaluation", "category"):
+            if stage.labels["attack"] != "none":
+                s.info(stage, categories={"categories": 10, "source": "Sandal",
+                                          "source_rank": source_rank, "target": "Sneaker",
+                                          "target_rank": target_rank})
+        return s
+
+    # Sandal -> Sneaker, both low in popularity: not 001's experiment, whichever way it goes
+    for rise in (1.0, 0.0):
+        s = with_categories(_taamr(tmp_path / f"no{rise}", vbpr_rise=rise), 8, 7)
+        for claim in ("001-at-push", "001-amr-at"):
+            verdict = s.verdict(claim)
+            assert verdict.status == INCONCLUSIVE
+            assert "001's premise does not hold: Sandal (popularity rank 8/10) -> Sneaker " \
+                "(7/10)" in verdict.reason
+    s = with_categories(_taamr(tmp_path / "yes"), 8, 1)  # a very popular target: the premise
+    assert s.verdict("001-at-push").status == HELD
+
+
 def test_evasion_runs_do_not_count_for_001s_poisoning_claims(tmp_path):
     evasion = TAAMR.replace("eps: [4, 8]}", "eps: [4, 8], threat: evasion}").replace(
         "eps: [8]}", "eps: [8], threat: evasion}").replace(

@@ -476,8 +476,15 @@ def _category_pairs(results: StudyResults, kind: str) -> list[tuple[Stage, Stage
 
 
 def _chr(evidence: _Evidence, clean: Stage, attacked: Stage) -> tuple[float, float, float] | None:
-    """(CHR@K attacked, CHR@K clean, p) of one pair, checking the models it rests on."""
+    """(CHR@K attacked, CHR@K clean, p) of one pair, checking the models it rests on and 001's
+    premise: a push between categories that are not a low-popularity source and a very popular
+    target is not 001's experiment, so the claim is inconclusive there."""
     k = evidence.results.config.evaluation.chr_k
+    holds, ranks = evidence.results.category_premise(attacked)
+    if holds is False:
+        evidence.unfit[f"premise {ranks}"] = (f"001's premise does not hold: {ranks} is not a "
+                                             "low-popularity source pushed towards a very "
+                                             "popular target")
     before = _unit(evidence.results, clean, f"users|CHR@{k}")
     after = _unit(evidence.results, attacked, f"users|CHR@{k}")
     if before is None or after is None or len(before) != len(after):

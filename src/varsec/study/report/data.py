@@ -211,6 +211,21 @@ class StudyResults:
                                 "seed": stage.labels.get("seed")})
         return records
 
+    def category_premise(self, stage: Stage) -> tuple[bool | None, str]:
+        """Whether a category evaluation's attack meets 001's premise (a low-popularity source
+        pushed towards a very popular target: the source in the less popular half of the
+        categories by training interactions, the target in the top fifth), and the ranks as
+        words; None when the evaluation did not record its categories."""
+        choice = self.info(stage).get("categories")
+        if not isinstance(choice, dict) or "categories" not in choice:
+            return None, ""
+        n = int(choice["categories"])
+        source, target = choice.get("source_rank"), choice.get("target_rank")
+        holds = source is not None and target is not None and source > n / 2 and \
+            target <= max(1, round(n / 5))
+        return holds, (f"{choice.get('source')} (popularity rank {source}/{n}) -> "
+                       f"{choice.get('target')} ({target}/{n})")
+
     def select_stage(self, predicate: Callable[[Stage], bool]) -> list[Stage]:
         return [s for s in self.plan if self.done(s) and predicate(s)]
 

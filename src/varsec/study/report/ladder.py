@@ -76,7 +76,9 @@ def _cost(results: StudyResults, attack: Stage) -> str:
     budget, convergence = (info.get(key) for key in ("budget", "convergence"))
     budget = budget if isinstance(budget, dict) else {}  # an older or odd record: no budget
     convergence = convergence if isinstance(convergence, dict) else {}
-    if attack.config.get("kind") == "square":
+    from varsec.attacks.registry import attack_method
+
+    if attack_method(str(attack.config["kind"])).step_unit == "queries":
         return f"{attack.config['steps']} queries per item"
     if not convergence.get("iterative", True):
         return "no gradient step" if attack.config.get("objective") == "none" else "one step"

@@ -211,9 +211,7 @@ def taamr_categories(results: StudyResults) -> pd.DataFrame | None:
             record[role] = f"{name}{how}" if name is not None else "all items"
             record[f"{role} rank"] = f"{rank}/{n}" if rank is not None else ""
             record[f"{role} train interactions"] = choice.get(f"{role}_interactions")
-        source, target = choice.get("source_rank"), choice.get("target_rank")
-        holds = source is not None and target is not None and source > n / 2 and \
-            target <= max(1, round(n / 5))
+        holds, _ = results.category_premise(stage)
         record["001's premise"] = "holds" if holds else "does not hold"
         records[attack] = record
     if not records:
