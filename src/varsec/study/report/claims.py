@@ -863,7 +863,8 @@ def outsiders_promote(results: StudyResults) -> Verdict:
     """The threat ladder's question: does a merchant without insider access (expert, transfer,
     query-only, semantic) still promote its item? One comparison per such rung of
     :func:`varsec.study.report.ladder.ladder_table` (its paired test and cost); held when at
-    least one promotes. An attack claim: an unconverged attack's failure leaves it open."""
+    least one promotes. An attack claim: the failure of a rung whose attack did not converge
+    (the ladder's ``converged`` column) leaves it open."""
     from varsec.study.report.ladder import ladder_table
 
     frame = ladder_table(results)
@@ -874,10 +875,13 @@ def outsiders_promote(results: StudyResults) -> Verdict:
     evidence = _Evidence(results, "Wilcoxon signed-rank per rung (see the threat ladder)")
     for rung_name, row in outsiders.iterrows():
         key = f"{rung_name}: {row['attack']} on {row['model']}"
+        open_ = row.get("converged") == "no"
+        if open_:
+            evidence.open[f"{row['attack']}: {row['cost']}"] = None
         evidence.add(key, row["promotes"] == "yes", row["HR_cold@5"] - row["cooperative"],
                      f"{key} ({row['cost']}): HR_cold@5 {_fmt(row['HR_cold@5'])} vs "
                      f"cooperative {_fmt(row['cooperative'])} (p={row['p']:.3g}), promotes: "
-                     f"{row['promotes']}")
+                     f"{row['promotes']}", doubt_if_not=[str(row["attack"])] if open_ else ())
     return evidence.verdict("outsider rungs", need=1 / len(outsiders))  # one is enough
 
 

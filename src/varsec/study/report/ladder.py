@@ -42,7 +42,9 @@ RUNGS = {
 LADDER_NOTE = ("One row per promotion attack and model, ordered from the most to the least the "
                "merchant knows; cost is gradient steps (INSA: Adam steps over user minibatches) "
                "or queries per item; 'promotes' is the paired test of HR_cold@5 with the "
-               "adversarial vs the cooperative image at the study's significance. Defense "
+               "adversarial vs the cooperative image at the study's significance; 'converged' "
+               "is varsec's rule (the last 10% of steps or queries gained under 1% of the "
+               "total): a 'no' that did not converge is open, more budget may promote. Defense "
                "columns: HR_cold@5 of the same attack's images behind the defense.")
 
 
@@ -85,6 +87,32 @@ def _cost(results: StudyResults, attack: Stage) -> str:
     return f"{budget.get('optimizer_steps', attack.config.get('steps'))} gradient steps"
 
 
+def knowledge(rung_name: str, attack: Stage) -> str:
+    """What the merchant of ``attack`` knows: the rung's text, and for rank-only feedback how
+    much of it (probe accounts and list length, the attack's own or the objective's
+    defaults), so budgets of the same feedback line up and a richer feedback is told apart."""
+    if rung_name != "query (rank)":
+        return RUNGS[rung_name]
+    from varsec.attacks.registry import objective_params
+
+    declared = objective_params(str(attack.config.get("objective")))
+    given = attack.config.get("params") or {}
+    probes, top_n = (given.get(name, declared[name].default) for name in ("probes", "top_n"))
+    return f"its item's rank in {probes} probe accounts' top-{top_n} lists"
+
+
+def converged_text(results: StudyResults, attack: Stage) -> str:
+    """Whether ``attack`` converged by varsec's rule: yes, no, "one step" (not iterative) or
+    "not recorded". An attack that did not converge under-states the merchant, so its
+    "promotes: no" is open, not an answer."""
+    record = results.info(attack).get("convergence") if results.done(attack) else None
+    if not isinstance(record, dict):
+        return "not recorded"
+    if not record.get("iterative", True):
+        return "one step"
+    return "yes" if record.get("converged") else "no"
+
+
 def _promotes(results: StudyResults, units: dict[str, np.ndarray]) -> tuple[float, bool] | None:
     from varsec.metrics.stats import paired_test
 
@@ -120,10 +148,11 @@ def ladder_table(results: StudyResults) -> pd.DataFrame | None:
         if test is None:
             continue
         records[key] = {
-            "knows": RUNGS[key[0]], "cost": _cost(results, attack),
+            "knows": knowledge(key[0], attack), "cost": _cost(results, attack),
             "HR_cold@5": float(np.mean(units["cold|HR_cold@5"])),
             "cooperative": float(np.mean(units["cold|HR_coop@5"])),
-            "p": test[0], "promotes": "yes" if test[1] else "no"}
+            "p": test[0], "promotes": "yes" if test[1] else "no",
+            "converged": converged_text(results, attack)}
     if not records:
         return None
     order = {name: i for i, name in enumerate(RUNGS)}
@@ -157,7 +186,9 @@ def ladder_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
 
 QUERY_NOTE = ("The query-only rungs at each query budget the study ran (one attack per budget "
               "with the same objective, items and eps): HR_cold@5 of the adversarial cold items "
-              "and the cooperative images' on the platform's model.")
+              "and the cooperative images' on the platform's model; one series per feedback "
+              "(a score, or the ranks of so many probe accounts' top-N lists) and model.")
+SERIES = ("rung", "feedback", "model")  # one curve each
 
 
 def query_curve(results: StudyResults) -> pd.DataFrame | None:
@@ -170,14 +201,16 @@ def query_curve(results: StudyResults) -> pd.DataFrame | None:
     if not len(queries):
         return None
     budget = queries["cost"].str.extract(r"^(\d+) queries")[0].astype(float)
-    curve = pd.DataFrame({"rung": list(queries.index), "model": list(queries["model"]),
+    curve = pd.DataFrame({"rung": list(queries.index), "feedback": list(queries["knows"]),
+                          "model": list(queries["model"]),
                           "queries": budget.to_numpy(dtype=int),
                           "HR_cold@5": queries["HR_cold@5"].to_numpy(),
                           "cooperative": queries["cooperative"].to_numpy(),
-                          "promotes": list(queries["promotes"])})
-    if curve.groupby(["rung", "model"])["queries"].nunique().max() < 2:
+                          "promotes": list(queries["promotes"]),
+                          "converged": list(queries["converged"])})
+    if curve.groupby(list(SERIES))["queries"].nunique().max() < 2:
         return None
-    return curve.sort_values(["rung", "model", "queries"]).set_index("rung")
+    return curve.sort_values([*SERIES, "queries"]).set_index("rung")
 
 
 def query_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
@@ -189,8 +222,10 @@ def query_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    for (name, model), group in curve.reset_index().groupby(["rung", "model"]):  # one line each
-        ax.plot(group["queries"], group["HR_cold@5"], marker="o", label=f"{name} ({model})")
+    for (name, feedback, model), group in curve.reset_index().groupby(list(SERIES)):
+        label = name if name != "query (rank)" else feedback.replace("its item's rank in ",
+                                                                     "rank: ")
+        ax.plot(group["queries"], group["HR_cold@5"], marker="o", label=f"{label} ({model})")
     ax.axhline(float(curve["cooperative"].mean()), color="grey", ls="--", lw=1,
                label="cooperative")
     ax.set_xscale("log")
@@ -202,5 +237,5 @@ def query_figure(results: StudyResults, out: Path) -> list[tuple[Path, str]]:
              "each query-only merchant spent per item (one attack per budget).")]
 
 
-__all__ = ["LADDER_NOTE", "QUERY_NOTE", "RUNGS", "ladder_figure", "ladder_table", "query_curve",
-           "query_figure", "rung"]
+__all__ = ["LADDER_NOTE", "QUERY_NOTE", "RUNGS", "converged_text", "knowledge", "ladder_figure",
+           "ladder_table", "query_curve", "query_figure", "rung"]
