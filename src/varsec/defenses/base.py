@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from varsec.attacks.transforms import TransformHook
 from varsec.defenses.registry import DefenseMethod
+from varsec.devices import check_device, module_device
 from varsec.errors import ConfigError
 from varsec.params import Param, check_int, check_params, unknown_names
 from varsec.params import describe as describe_params
@@ -200,7 +201,7 @@ def defend_images(
     """
     pixels = as_uint8_tensor(images)
     batch_size = check_int(batch_size, "batch_size", low=1)
-    target = torch.device(device) if device is not None else module_device(transform)
+    target = check_device(device) if device is not None else module_device(transform)
     out = torch.empty_like(pixels)
     modes = _eval_modes(transform)
     try:
@@ -222,16 +223,6 @@ def _eval_modes(transform: Any) -> list[tuple[nn.Module, bool]]:
     return modes
 
 
-def module_device(module: Any) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU when it has none)."""
-    if isinstance(module, nn.Module):
-        for tensor in module.parameters():
-            return tensor.device
-        for tensor in module.buffers():
-            return tensor.device
-    return torch.device("cpu")
-
-
 def module_hash(kind: str, config: dict[str, Any], module: nn.Module) -> str:
     """sha256 over a module's kind, its architecture config and every parameter and buffer."""
     digest = hashlib.sha256()
@@ -251,6 +242,5 @@ __all__ = [
     "as_uint8_tensor",
     "check_image_batch",
     "defend_images",
-    "module_device",
     "module_hash",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 
+from varsec.devices import DEVICE_HELP
 from varsec.errors import ConfigError, DataError
 
 DEFENSE_KIND = "defense"  # the manifest kind of a train-defense output directory
@@ -106,7 +107,7 @@ def train_defense_command(
                                   "number such as 0.2 (Yin et al.)."),
     target_fpr: float = typer.Option(0.05, help="Clean false-positive rate for --threshold fpr."),
     seed: int = typer.Option(0, help="Seed of the split, attacks, initialisation, sampling."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Train the reconstruction network and the contrastive detector (Yin et al. 002).
 

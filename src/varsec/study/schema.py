@@ -602,8 +602,8 @@ class StudyConfig(Section):
                                           description="metrics, protocols and statistics")
     seeds: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: [0], description="every model and attack is run once per seed")
-    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N "
-                        "(no stage requires a GPU)")
+    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N where the "
+                        "machine has CUDA (no stage requires a GPU)")
     threads: int = Field(2, ge=1, strict=True, description="CPU threads of torch and BLAS in "
                          "every stage, on either executor; it keys the cache, since sums in "
                          "another order give other numbers (same study, seed and threads -> "
@@ -838,8 +838,11 @@ def check_references(config: StudyConfig) -> list[Problem]:
                 problems.append(((section, name), f"name {name!r} must {NAME_RULE}."))
     if len(set(config.seeds)) != len(config.seeds) or not config.seeds:
         problems.append((("seeds",), "seeds must be a non-empty list of distinct integers."))
-    if not re.match(r"^(cpu|cuda(:\d+)?|mps)$", config.device):
-        problems.append((("device",), f"expected cpu, cuda or cuda:N, got {config.device!r}."))
+    from varsec.devices import device_problem  # torch: only once a study is checked
+
+    device = device_problem(config.device)
+    if device is not None:
+        problems.append((("device",), device))
     for name, rec in config.recommenders.items():
         problems += _check_recommender(config, name, rec)
     for name, attack in config.attacks.items():

@@ -163,19 +163,6 @@ class Backbone(nn.Module, ABC):
         return "1-channel" if self.input_channels == 1 else "1- or 3-channel"
 
 
-def check_device(device: str | torch.device) -> torch.device:
-    """A usable torch device: ``cpu`` or an available ``cuda[:n]``; a ConfigError otherwise."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be cpu or cuda[:n], got {device!r}.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for but CUDA is not available here.")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be cpu or cuda[:n], got {device!r}.")
-    return resolved
-
-
 def load_state_into(module: nn.Module, state: dict[str, Tensor], *, arch: str, source: str) -> None:
     """Load ``state`` strictly into ``module``; a mismatch is a ModelError naming the file."""
     expected = module.state_dict()

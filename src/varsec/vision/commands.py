@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from varsec.data.catalog import ItemCatalog
+from varsec.devices import DEVICE_HELP
 from varsec.errors import ConfigError, ModelError
 from varsec.io import check_output_file, save_npy_atomic, sha256_file, write_json_atomic
 
@@ -58,7 +59,7 @@ def train_extractor(
     max_train: int | None = typer.Option(None, help="Use at most this many training items."),
     val_limit: int = typer.Option(1000, help="Validation items attacked to pick the best epoch."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and attacks."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
     eval_eps: str | None = typer.Option(None, help="After training, PGD-20 test accuracy at "
                                         "these eps, e.g. 2,4,8."),
 ) -> None:
@@ -115,7 +116,7 @@ def robustness(
     limit: int | None = typer.Option(None, help="Evaluate a seeded sample of this many items."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     seed: int = typer.Option(0, help="Seed of the random starts."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Clean accuracy and PGD accuracy at each eps on the test part of the catalog.
 
@@ -157,7 +158,7 @@ def features(
     download: bool = typer.Option(False, help="Allow downloading torchvision weights."),
     cache_dir: Path | None = typer.Option(None, help="Feature cache [~/.cache/varsec/features]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Extract features of every catalog image (batched, cached by backbone, layer, catalog).
 

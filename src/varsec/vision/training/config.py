@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from varsec.devices import check_device
 from varsec.errors import ConfigError
 from varsec.params import check_choice, check_int, check_number, plain_fields
 from varsec.vision.adversarial import check_eps
-from varsec.vision.base import check_device
 
 MODES = ("standard", "pgd-at", "free-at", "curriculum-at")
 OPTIMIZERS = ("sgd", "adam")
