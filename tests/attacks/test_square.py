@@ -54,8 +54,9 @@ def test_it_stays_on_the_grid_in_the_ball_and_counts_queries(easy_classifier, co
 def test_success_matches_torchattacks_square_at_the_same_budget(easy_classifier, correct):
     images, labels = correct
     ours = run_attack(ClassifierObjective(easy_classifier, labels=labels), images,
-                      SquareStep(eps=8, steps=200), seed=0).success_rate
-    reference = torchattacks.Square(easy_classifier, eps=8 / 255, n_queries=200, seed=0)
+                      SquareStep(eps=8, steps=200, p_init=0.8), seed=0).success_rate
+    reference = torchattacks.Square(easy_classifier, eps=8 / 255, n_queries=200, p_init=0.8,
+                                    n_restarts=1, loss="margin", seed=0)
     with torch.no_grad():
         adversarial = reference(images.float() / 255, labels)
         theirs = float((easy_classifier(adversarial).argmax(1) != labels).float().mean())

@@ -409,7 +409,7 @@ class AttackSection(Section):
                               "at the end)")
     alpha: AlphaSize | None = Field(None, description="fgsm / pgd step size in 8-bit levels, "
                                     "or eps/<n> (TAaMR: eps/6) or eps/steps (the thesis' PGD-k) "
-                                    "(default 2.5 * eps / steps, Madry)")
+                                    "(default: the attack's own rule, Madry's for pgd)")
     recommender: NameList = Field(default_factory=list, description="recommender(s) attacked "
                                   "through (insa, expa, csema, bpr-untargeted, objective bpr)")
     extractor: NameList = Field(default_factory=list, description="extractor(s) attacked "
@@ -437,9 +437,10 @@ class AttackSection(Section):
                                "attack on several extractors evaluates, per extractor, the "
                                "listed ones built on it)")
     params: dict[str, Any] = Field(default_factory=dict, description="engine settings: lr "
-                                   "(insa / expa / cw-linf: Adam's step in 8-bit levels, default "
-                                   "1; cw: Adam's rate in tanh space, default 0.01), "
-                                   "users_per_step (insa), c, binary_steps, random_start, ...")
+                                   "(insa / expa / cw-linf: Adam's step in 8-bit levels; cw: "
+                                   "Adam's rate in tanh space), users_per_step (insa), c, "
+                                   "binary_steps, random_start, ... (each attack's, with its "
+                                   "default, listed at the end)")
     paper_budget: PaperBudget | None = Field(None, description="the paper's budget (steps, "
                                              "step_size in 8-bit levels, note), reported "
                                              "beside the one used")
