@@ -18,8 +18,19 @@ import os
 import time
 
 import numpy as np
+import pytest
 
 from varsec.study.stages import override_stage
+
+# The models most schema tests attack (six lines): an extractor, BPR-MF, VBPR on the extractor
+# and their two-stage pipeline.
+PIPELINE_MODELS = """extractors:
+  cnn: {epochs: 1}
+recommenders:
+  bpr: {kind: bpr-mf}
+  vbpr: {kind: vbpr, extractor: cnn}
+  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr}
+"""
 
 # Seconds each fake stage sleeps (the kill tests raise it to have time to kill mid-grid).
 FAKE_DELAY = float(os.environ.get("VARSEC_FAKE_DELAY", "0.02"))
@@ -230,6 +241,33 @@ evaluation:
   cold_items: 20
   bootstrap: 0
 """.replace("<recon>", TINY_RECON)
+
+
+# The evaluation of every tiny real study: sampled ranking over 8 cold items, no bootstrap.
+TINY_EVALUATION = """evaluation:
+  protocols: [{kind: sampled, negatives: 20}]
+  cold_items: 8
+  bootstrap: 0
+"""
+
+
+def tiny_real_study(name: str, attacks: str, *, models: str = TINY_MODELS,
+                    defenses: str = "") -> str:
+    """The text of a tiny real study ``name``: ``models``, the lines of its ``attacks:`` and
+    ``defenses:`` sections (none by default) and :data:`TINY_EVALUATION`."""
+    text = f"\nstudy: {name}\n{models}attacks:\n{attacks}"
+    return text + (f"defenses:\n{defenses}" if defenses else "") + TINY_EVALUATION
+
+
+def tiny_run_fixture(text: str, name: str):
+    """A module-scoped fixture ``name``: the study ``text`` run once by
+    :func:`run_tiny_real_study` in a fresh directory."""
+
+    @pytest.fixture(scope="module", name=name)
+    def run(tmp_path_factory):
+        return run_tiny_real_study(text, tmp_path_factory.mktemp(name))
+
+    return run
 
 
 def run_tiny_real_study(text: str, out):

@@ -37,10 +37,9 @@ from varsec.devices import check_device, module_device
 from varsec.errors import ConfigError
 from varsec.params import Param, check_int, check_params, unknown_names
 from varsec.params import describe as describe_params
-from varsec.vision.perturbation import float_to_uint8, uint8_to_float
+from varsec.vision.perturbation import check_float_images, float_to_uint8, uint8_to_float
 
 ADAPTIVE_KINDS = ("bpda", "eot")
-_RANGE_SLACK = 1e-5  # float images may overshoot [0, 1] by rounding noise
 
 
 class InputTransform(nn.Module, DefenseMethod, ABC):
@@ -160,19 +159,7 @@ class InputTransform(nn.Module, DefenseMethod, ABC):
 
 def check_image_batch(x: Any, what: str) -> None:
     """A ConfigError unless ``x`` is a float N x C x H x W tensor with values in [0, 1]."""
-    if not isinstance(x, Tensor) or x.ndim != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ConfigError(f"{what}: images must be an N x C x H x W tensor, got {shape}.")
-    if not x.is_floating_point():
-        raise ConfigError(
-            f"{what}: images must be float in [0, 1], got {x.dtype} (use x.float() / 255)."
-        )
-    if x.numel():
-        low, high = (float(v) for v in torch.aminmax(x.detach()))
-        if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
-            raise ConfigError(
-                f"{what}: images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]."
-            )
+    check_float_images(x, what, in_range=True)
 
 
 def as_uint8_tensor(images: Any, what: str = "images") -> Tensor:

@@ -23,7 +23,6 @@ backbones); :func:`known_recommenders`, :func:`recommender_class` and
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -382,17 +381,8 @@ def _load_builtins() -> None:
     from varsec.registry import import_submodules, load_plugins
 
     import_submodules("varsec.recsys")
-    load_plugins("varsec.recommenders", _register_plugin)
-
-
-def _register_plugin(name: str, loaded: Any) -> None:
-    """An entry point's object: a module (its classes registered themselves) or a Recommender
-    class, registered under the entry point's name unless its decorator did."""
-    if isinstance(loaded, type) and issubclass(loaded, Recommender):
-        if loaded not in _NAMES.values():  # a subclass inherits its parent's name
-            register_recommender(name)(loaded)
-    elif not isinstance(loaded, types.ModuleType):
-        raise TypeError(f"{loaded!r} is not a varsec Recommender class or a module")
+    load_plugins("varsec.recommenders", "Recommender", lambda cls: issubclass(cls, Recommender),
+                 _NAMES, register_recommender)
 
 
 def known_recommenders() -> list[str]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from varsec.errors import ConfigError, ModelError
+from varsec.vision.perturbation import check_float_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,14 +99,7 @@ class Backbone(nn.Module, ABC):
 
     def check_images(self, x: Tensor) -> None:
         """Raise a ConfigError unless ``x`` is a float N x C x H x W batch this backbone takes."""
-        if not isinstance(x, Tensor) or x.ndim != 4:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ConfigError(f"{self.name}: images must be an N x C x H x W tensor, got {shape}.")
-        if not x.is_floating_point():
-            raise ConfigError(
-                f"{self.name}: images must be float32 in [0, 1], got {x.dtype} "
-                "(convert uint8 pixels with x.float() / 255)."
-            )
+        check_float_images(x, self.name)
         channels = x.shape[1]
         if channels != self.input_channels and not (channels == 1 and self.input_channels == 3):
             raise ConfigError(
