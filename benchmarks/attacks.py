@@ -172,8 +172,8 @@ def throughput(name: str, backbone, vbpr, images, labels, steps: int, repeat: in
         f"PGD-{steps} (classifier)": lambda: run_attack(
             classifier, images, PGDStep(8, alpha=2, steps=steps), batch_size=batch,
             early_stop=False),
-        f"C&W-L2 {steps} steps": lambda: CW(backbone, steps=steps, batch_size=batch).run(
-            images, labels),
+        f"C&W-L2 {steps} steps": lambda: CW(
+            backbone, steps=steps, binary_search_steps=1, batch_size=batch).run(images, labels),
         f"C&W-Linf {steps} steps": lambda: run_attack(
             classifier, images, CWLinfStep(8, steps=steps, check_every=steps),
             batch_size=batch),

@@ -69,7 +69,8 @@ def main() -> None:
     rates: dict[str, float] = {}
     queries: dict[str, float] = {}
     for _ in range(args.repeat):
-        attack = torchattacks.Square(model, eps=8 / 255, n_queries=args.queries, seed=0)
+        attack = torchattacks.Square(model, eps=8 / 255, n_queries=args.queries, p_init=0.8,
+                                     n_restarts=1, loss="margin", seed=0)
         start = time.perf_counter()
         adversarial = attack(images.float() / 255, labels)
         times["torchattacks"].append(time.perf_counter() - start)
@@ -77,7 +78,7 @@ def main() -> None:
             rates["torchattacks"] = float((model(adversarial).argmax(1) != labels).float().mean())
         start = time.perf_counter()
         result = run_attack(ClassifierObjective(model, labels=labels), images,
-                            SquareStep(eps=8, steps=args.queries), seed=0,
+                            SquareStep(eps=8, steps=args.queries, p_init=0.8), seed=0,
                             batch_size=len(images))
         times["varsec"].append(time.perf_counter() - start)
         rates["varsec"] = result.success_rate

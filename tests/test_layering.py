@@ -1,7 +1,8 @@
 """DESIGN.md section 1: data flows one way, each layer imports only the layers above it.
 
 The order is data, vision, recsys, metrics, attacks, defenses, study; ``errors.py``,
-``io.py``, ``params.py`` and ``registry.py`` are shared by all (and import no layer);
+``io.py``, ``params.py``, ``registry.py``, ``devices.py`` and ``checkpoints.py`` are shared by
+all (and import no layer);
 ``cli.py`` may import everything. Every import in the source tree counts, also those inside
 functions or ``TYPE_CHECKING`` blocks, and ``importlib.import_module("varsec....")`` calls
 with a literal name.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "varsec"
 LAYERS = ("data", "vision", "recsys", "metrics", "attacks", "defenses", "study")
-SHARED = ("errors", "io", "params", "registry")
+SHARED = ("checkpoints", "devices", "errors", "io", "params", "registry")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 RANK["cli"] = len(LAYERS)
 

@@ -24,6 +24,7 @@ from varsec.params import (
     check_params,
     check_value,
     describe,
+    field_defaults,
     plain_fields,
     unknown_names,
 )
@@ -347,3 +348,36 @@ def test_single_argument_checks():
     assert np.array_equal(pairs, random_item_pairs([0, 1, 0, 1], 3, seed=1))
     with _raises("steps must be an integer >= 1, got False."):
         evaluate_robustness(None, None, (8,), steps=False)
+
+
+def test_field_defaults_are_a_config_dataclass_defaults():
+    from dataclasses import field
+
+    @dataclass(frozen=True)
+    class Config:
+        name: str
+        rate: float = 0.5
+        widths: list[int] = field(default_factory=lambda: [16, 32])
+
+    defaults = field_defaults(Config)
+    assert defaults == {"rate": 0.5, "widths": [16, 32]}  # a required field has none
+    assert defaults["widths"] is not field_defaults(Config)["widths"]  # a fresh list each time
+
+
+def test_the_training_commands_offer_their_configs_defaults():
+    import inspect
+
+    from varsec.defenses.commands import train_defense_command
+    from varsec.defenses.joint import DefenseConfig
+    from varsec.vision.commands import train_extractor
+    from varsec.vision.training import TrainConfig
+
+    for command, config, renamed in ((train_defense_command, DefenseConfig,
+                                      {"holdout": "holdout_fraction"}),
+                                     (train_extractor, TrainConfig, {})):
+        defaults = field_defaults(config)
+        options = {renamed.get(name, name): p.default.default
+                   for name, p in inspect.signature(command).parameters.items()}
+        shared = set(options) & set(defaults) - {"detector_eps"}  # given as text: "16"
+        assert len(shared) >= 15
+        assert all(options[name] == defaults[name] for name in shared)

@@ -205,6 +205,19 @@ def plain_fields(instance: Any) -> None:
             object.__setattr__(instance, field.name, value.item())
 
 
+def field_defaults(config: type) -> dict[str, Any]:
+    """The defaults of a config dataclass's fields (a ``default_factory`` called), for a
+    command line offering them as options: the dataclass stays the one place they are
+    written."""
+    defaults = {}
+    for field in dataclasses.fields(config):
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = field.default_factory()
+    return defaults
+
+
 __all__ = [
     "Param",
     "bad_value",
@@ -214,6 +227,7 @@ __all__ = [
     "check_params",
     "check_value",
     "describe",
+    "field_defaults",
     "plain_fields",
     "unknown_names",
 ]

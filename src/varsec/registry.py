@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -41,9 +42,15 @@ def import_submodules(package: str) -> None:
     _IMPORTED.add(package)
 
 
-def load_plugins(group: str, register: Callable[[str, Any], None]) -> None:
-    """Load every installed entry point of ``group`` once; ``register(name, obj)`` registers
-    what an entry point names (it must accept an object its decorator registered already)."""
+def load_plugins(group: str, kind: str, accepts: Callable[[type], bool],
+                 registered: Mapping[str, Any], register: Callable[[str], Callable]) -> None:
+    """Load every installed entry point of ``group`` once.
+
+    An entry point names a module (its methods registered themselves when it was imported) or
+    a class of the registry's ``kind`` (one ``accepts`` takes): that class is registered with
+    the decorator ``register(entry point name)`` unless it is among ``registered``'s values
+    already (its own decorator ran, or it inherits its parent's name).
+    """
     if group in _IMPORTED:
         return
     _IMPORTED.add(group)  # one attempt per process, even when a plugin fails
@@ -54,7 +61,11 @@ def load_plugins(group: str, register: Callable[[str, Any], None]) -> None:
             raise ConfigError(f"plugin {entry.name!r} ({group}: {entry.value}) cannot be "
                               f"loaded: {type(exc).__name__}: {exc}.") from None
         try:
-            register(entry.name, loaded)
+            if isinstance(loaded, type) and accepts(loaded):
+                if loaded not in registered.values():
+                    register(entry.name)(loaded)
+            elif not isinstance(loaded, types.ModuleType):
+                raise TypeError(f"{loaded!r} is not a varsec {kind} class or a module")
         except (ConfigError, TypeError) as exc:
             raise ConfigError(f"plugin {entry.name!r} ({group}: {entry.value}) is not usable: "
                               f"{str(exc).rstrip('.')}.") from None

@@ -1,6 +1,7 @@
-"""Stand-in models for the attack tests: a fixed random feature map, a VBPR-like visual ranker
-and a non-visual first stage. Both recommenders are real :class:`varsec.recsys.Recommender`
-subclasses, so attacks go through the real ``score_images`` API and the real two-stage pipeline.
+"""Stand-in models for the attack tests: a logistic-regression classifier, a fixed random
+feature map, a VBPR-like visual ranker and a non-visual first stage. Both recommenders are real
+:class:`varsec.recsys.Recommender` subclasses, so attacks go through the real ``score_images``
+API and the real two-stage pipeline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,21 @@ from torch import Tensor, nn
 
 from varsec.data.catalog import Dataset
 from varsec.recsys.base import Param, Recommender, resolve_features, warm_item_mask
+
+
+def logistic_classifier(catalog: Any, n_items: int | None, epochs: int) -> nn.Module:
+    """Logistic regression on the categories of the first ``n_items`` images of ``catalog``
+    (all of them for None), ``epochs`` full-batch Adam steps at lr 0.05, seeded; eval mode."""
+    torch.manual_seed(0)
+    x = torch.from_numpy(catalog.images[:n_items]).float().div(255)
+    y = torch.from_numpy(catalog.categories[:n_items]).long()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()
 
 
 class RandomFeatures(nn.Module):
@@ -149,3 +165,16 @@ def run_attack_cli(tmp_path: Any, simulated: Any, backbone: Any, attack: str, it
         "--objective", "classifier", "--checkpoint", str(tmp_path / "cnn.pt"), "--items", ids,
         *extra])
     return result, out
+
+
+def category_attack_study(kind: str, steps: int, params: str) -> str:
+    """A study whose one attack ``a`` of ``kind`` pushes Sandals towards Sneakers on a one-epoch
+    ``cnn`` at eps 8 with ``steps`` and ``params`` (a YAML flow mapping)."""
+    return f"""
+study: {kind}
+extractors:
+  cnn: {{epochs: 1}}
+attacks:
+  a: {{kind: {kind}, extractor: cnn, source_category: Sandal, target_category: Sneaker,
+      eps: [8], steps: {steps}, params: {params}}}
+"""

@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from attack_helpers import RandomFeatures, TinyBPR, TinyRanker
-from torch import nn
+from attack_helpers import RandomFeatures, TinyBPR, TinyRanker, logistic_classifier
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +26,7 @@ def fmnist_batch(fmnist_small):
 @pytest.fixture(scope="session")
 def easy_classifier(fmnist_small):
     """Logistic regression on the 3,000-item slice (about 80 % training accuracy)."""
-    torch.manual_seed(0)
-    x = torch.from_numpy(fmnist_small.images).float().div(255).flatten(1)
-    y = torch.from_numpy(fmnist_small.categories).long()
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(60):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model.eval()
+    return logistic_classifier(fmnist_small, None, epochs=60)
 
 
 @pytest.fixture(scope="session")

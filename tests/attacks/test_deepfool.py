@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from attack_helpers import run_attack_cli
+from attack_helpers import category_attack_study, run_attack_cli
 from torch import nn
 
 from varsec.attacks import ClassifierObjective, FeatureTarget, run_attack
@@ -93,16 +93,9 @@ def test_a_study_plans_deepfool_and_checks_its_params():
     from varsec.study.plan import plan_study
     from varsec.study.schema import load_study_text
 
-    text = """
-study: deepfool
-extractors:
-  cnn: {epochs: 1}
-attacks:
-  df: {kind: deepfool, extractor: cnn, source_category: Sandal, target_category: Sneaker,
-       eps: [8], steps: 20, params: {overshoot: 0.05}}
-"""
+    text = category_attack_study("deepfool", 20, "{overshoot: 0.05}")
     plan = plan_study(load_study_text(text))
     (stage,) = plan.of_kind("attack")
     assert stage.config["kind"] == "deepfool" and stage.config["params"] == {"overshoot": 0.05}
-    with pytest.raises(ConfigError, match=r"attacks\.df\.params\.overshoot: must be a number"):
+    with pytest.raises(ConfigError, match=r"attacks\.a\.params\.overshoot: must be a number"):
         load_study_text(text.replace("overshoot: 0.05", "overshoot: 2"))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchattacks
 
 from varsec.attacks import CW, FGSM, PGD, PGDL2, CWLinf
+from varsec.attacks.registry import attack_method, objective_params
 from varsec.errors import ConfigError
+from varsec.metrics.image import l2_distance
 
 
 def test_call_returns_float_images_on_the_grid_inside_the_ball(easy_classifier, fmnist_batch):
@@ -76,3 +79,43 @@ def test_bad_front_inputs(easy_classifier, fmnist_batch):
         FGSM(easy_classifier, eps=0)
     with pytest.raises(ConfigError, match=r"target must be class indices in \[0, 9\]"):
         PGD(easy_classifier).targeted(12).run(images, labels)
+
+
+@pytest.mark.parametrize(("front", "name", "eps"), [
+    (FGSM, "fgsm", 8), (PGD, "pgd", 8), (PGDL2, "pgd-l2", 255), (CW, "cw", 255),
+    (CWLinf, "cw-linf", 8)])
+def test_settings_left_out_take_the_registered_defaults(front, name, eps, easy_classifier,
+                                                        fmnist_batch):
+    attack = front(easy_classifier)
+    assert attack.rule().describe() == attack_method(name).build(eps).describe()
+    kappa = objective_params("classifier-untargeted")["kappa"].default
+    assert attack.objective(*fmnist_batch).kappa == kappa
+
+
+def test_given_settings_are_checked_against_the_declaration(easy_classifier):
+    with pytest.raises(ConfigError, match="^PGD parameter random_start must be true or false, "
+                                          "got 'yes'.$"):
+        PGD(easy_classifier, random_start="yes")
+    with pytest.raises(ConfigError, match="^CW parameter binary_steps must be an integer >= 1, "
+                                          "got 0.$"):
+        CW(easy_classifier, binary_search_steps=0)
+    attack = CW(easy_classifier, c=2.0, steps=7, lr=0.1, binary_search_steps=2, eps=16)
+    assert {k: v for k, v in attack.rule().describe().items() if k != "norm"} == {
+        "attack": "cw-l2", "eps": 16.0, "steps": 7, "c": 2.0, "lr": 0.1,
+        "binary_search_steps": 2}
+
+
+def test_cw_matches_torchattacks_with_its_settings_on_both_sides(easy_classifier, fmnist_batch):
+    images, labels = fmnist_batch
+    settings = {"c": 1.0, "kappa": 0.0, "steps": 50, "lr": 0.01}
+    ours = CW(easy_classifier, **settings, binary_search_steps=1).run(images, labels)
+    theirs = torchattacks.CW(easy_classifier, **settings)(images.float() / 255, labels)
+    with torch.no_grad():
+        fooled = easy_classifier(theirs).argmax(1) != labels
+    assert abs(ours.success_rate - float(fooled.float().mean())) <= 2 / len(labels)
+    both = ours.success & fooled
+    assert int(both.sum()) >= len(labels) // 2
+    theirs_uint8 = torch.round(theirs[both] * 255).to(torch.uint8)
+    ratio = (l2_distance(images[both], ours.images[both]).mean()
+             / l2_distance(images[both], theirs_uint8).mean())
+    assert 0.8 < ratio < 1.25

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
-from attack_helpers import run_attack_cli
+from attack_helpers import category_attack_study, run_attack_cli
 
 from varsec.attacks import ClassifierObjective, run_attack
 from varsec.attacks.registry import attack_method, param_problems
@@ -54,8 +54,9 @@ def test_it_stays_on_the_grid_in_the_ball_and_counts_queries(easy_classifier, co
 def test_success_matches_torchattacks_square_at_the_same_budget(easy_classifier, correct):
     images, labels = correct
     ours = run_attack(ClassifierObjective(easy_classifier, labels=labels), images,
-                      SquareStep(eps=8, steps=200), seed=0).success_rate
-    reference = torchattacks.Square(easy_classifier, eps=8 / 255, n_queries=200, seed=0)
+                      SquareStep(eps=8, steps=200, p_init=0.8), seed=0).success_rate
+    reference = torchattacks.Square(easy_classifier, eps=8 / 255, n_queries=200, p_init=0.8,
+                                    n_restarts=1, loss="margin", seed=0)
     with torch.no_grad():
         adversarial = reference(images.float() / 255, labels)
         theirs = float((easy_classifier(adversarial).argmax(1) != labels).float().mean())
@@ -89,19 +90,12 @@ def test_a_study_plans_square_with_its_query_budget():
     from varsec.study.plan import plan_study
     from varsec.study.schema import budget_warnings, load_study_text
 
-    text = """
-study: square
-extractors:
-  cnn: {epochs: 1}
-attacks:
-  sq: {kind: square, extractor: cnn, source_category: Sandal, target_category: Sneaker,
-       eps: [8], steps: 300, params: {p_init: 0.5}}
-"""
+    text = category_attack_study("square", 300, "{p_init: 0.5}")
     config = load_study_text(text)
     assert budget_warnings(config) == []  # queries are not pixel steps
     (stage,) = plan_study(config).of_kind("attack")
     assert (stage.config["kind"], stage.config["steps"]) == ("square", 300)
-    with pytest.raises(ConfigError, match=r"attacks\.sq\.params\.p_init: must be a number"):
+    with pytest.raises(ConfigError, match=r"attacks\.a\.params\.p_init: must be a number"):
         load_study_text(text.replace("p_init: 0.5", "p_init: 2"))
 
 

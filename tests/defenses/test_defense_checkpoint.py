@@ -54,9 +54,10 @@ def test_corrupted_and_foreign_files(saved, tmp_path):
     key = next(k for k in payload["state_dict"] if k.endswith("weight"))
     payload["state_dict"][key] = payload["state_dict"][key] + 1.0
     torch.save(payload, tmp_path / "bad.pt")
-    with pytest.raises(ModelError, match="do not match the recorded hash"):
+    with pytest.raises(ModelError, match="weights do not match the hash recorded in the file"):
         load_reconstruction(tmp_path / "bad.pt")
-    with pytest.raises(ModelError, match="not a varsec reconstruction network checkpoint"):
+    with pytest.raises(ModelError, match=r"not a varsec reconstruction network checkpoint "
+                                         r"\(format 'varsec-detector'\)"):
         load_reconstruction(out / DETECTOR_FILE)
-    with pytest.raises(ModelError, match="no such reconstruction network checkpoint"):
+    with pytest.raises(ModelError, match="no such varsec reconstruction network checkpoint"):
         load_reconstruction(tmp_path / "missing.pt")

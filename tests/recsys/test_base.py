@@ -36,7 +36,8 @@ from varsec.recsys import (
          "VisualKNN parameter neighbours must be an integer >= 1, got -2."),
         (AlexRank, {"history": "all"},
          "AlexRank parameter history must be one of 'train', 'train+validation', got 'all'."),
-        (BPRMF, {"device": "gpu0"}, "BPRMF parameter device must name a torch device"),
+        (BPRMF, {"device": "gpu0"},
+         "BPRMF parameter device must be cpu, cuda or cuda:N, got 'gpu0'."),
     ],
 )
 def test_bad_parameters_raise_config_error_naming_them(cls, kwargs, message):
@@ -133,7 +134,7 @@ def test_loading_checks_class_and_file(fitted, tmp_path):
     assert isinstance(VBPR.load(path), VBPR)
     with pytest.raises(ModelError, match="holds a VBPR checkpoint, not a BPRMF"):
         BPRMF.load(path)
-    with pytest.raises(ModelError, match="no such checkpoint file"):
+    with pytest.raises(ModelError, match="no such varsec recommender checkpoint"):
         Recommender.load(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="not a readable varsec recommender checkpoint"):

@@ -18,8 +18,19 @@ import os
 import time
 
 import numpy as np
+import pytest
 
 from varsec.study.stages import override_stage
+
+# The models most schema tests attack (six lines): an extractor, BPR-MF, VBPR on the extractor
+# and their two-stage pipeline.
+PIPELINE_MODELS = """extractors:
+  cnn: {epochs: 1}
+recommenders:
+  bpr: {kind: bpr-mf}
+  vbpr: {kind: vbpr, extractor: cnn}
+  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr}
+"""
 
 # Seconds each fake stage sleeps (the kill tests raise it to have time to kill mid-grid).
 FAKE_DELAY = float(os.environ.get("VARSEC_FAKE_DELAY", "0.02"))
@@ -161,17 +172,24 @@ def tiny_stages():
         yield
 
 
-TINY_STUDY = """
-study: tiny
-threads: 1  # as tests/conftest.py: the tests that rerun a stage's code get the same sums
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf, params: {factors: 8, epochs: 3, early_stopping: false}}
-  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 3,
-                                             early_stopping: false}}
-  knn: {kind: knn, extractor: cnn, params: {neighbours: 5}}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
+def tiny_recommenders(epochs: int, suffix: str = "", observed: float | None = None) -> str:
+    """The lines of a ``recommenders:`` section: a small BPR-MF, a VBPR on ``cnn`` and their
+    two-stage pipeline (top 20), trained ``epochs`` epochs without early stopping, named
+    ``bpr<suffix>``, ``vbpr<suffix>``, ``pipe<suffix>``; ``observed``: fitted on that share of
+    the users (a transfer attacker's surrogate)."""
+    seen = "" if observed is None else f", observed_users: {observed}"
+    fit = f"epochs: {epochs}, early_stopping: false"
+    return (f"  bpr{suffix}: {{kind: bpr-mf{seen}, params: {{factors: 8, {fit}}}}}\n"
+            f"  vbpr{suffix}: {{kind: vbpr, extractor: cnn{seen},\n"
+            f"    params: {{factors: 8, visual_factors: 8, {fit}}}}}\n"
+            f"  pipe{suffix}: {{kind: two-stage, first_stage: bpr{suffix}, ranker: vbpr{suffix}, "
+            "k: 20}\n")
+
+
+# one thread, as tests/conftest.py: the tests that rerun a stage's code get the same sums
+_TINY_EXTRACTOR = "threads: 1\nextractors:\n  cnn: {epochs: 1}\nrecommenders:\n"
+TINY_STUDY = "\nstudy: tiny\n" + _TINY_EXTRACTOR + tiny_recommenders(3).replace(
+    "  pipe:", "  knn: {kind: knn, extractor: cnn, params: {neighbours: 5}}\n  pipe:") + """\
 attacks:
   insa: {kind: insa, recommender: pipe, eps: [32]}
   expa: {kind: expa, recommender: pipe, eps: [32]}
@@ -197,24 +215,10 @@ def tiny_data_stages():
 TINY_RECON = ("width: 4, blocks: 1, heads: 1, max_tokens: 49, recon_epochs: 1, mix_epochs: 0, "
               "detector_epochs: 1, max_items: 64, batch_size: 16, perceptual_stages: [1, 2], "
               "detection_eps: [16, 32]")
-# The models of the tiny real studies (a study's name and attacks go around them); one thread,
-# as tests/conftest.py: the tests that rerun a stage's code get the same sums.
-TINY_MODELS = """threads: 1
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf, params: {factors: 8, epochs: 2, early_stopping: false}}
-  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 2,
-                                             early_stopping: false}}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr, k: 20}
-"""
+# The models of the tiny real studies (a study's name and attacks go around them).
+TINY_MODELS = _TINY_EXTRACTOR + tiny_recommenders(2)
 # A transfer attacker's surrogate of TINY_MODELS' pipeline: fitted on 30% of the users.
-TINY_SURROGATE = """  bpr-sur: {kind: bpr-mf, observed_users: 0.3, params: {factors: 8, epochs: 2,
-                                                      early_stopping: false}}
-  vbpr-sur: {kind: vbpr, extractor: cnn, observed_users: 0.3,
-             params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}
-  pipe-sur: {kind: two-stage, first_stage: bpr-sur, ranker: vbpr-sur, k: 20}
-"""
+TINY_SURROGATE = tiny_recommenders(2, "-sur", 0.3)
 TINY_DEFENSE_STUDY = """
 study: tiny-defense
 """ + TINY_MODELS + """attacks:
@@ -230,6 +234,33 @@ evaluation:
   cold_items: 20
   bootstrap: 0
 """.replace("<recon>", TINY_RECON)
+
+
+# The evaluation of every tiny real study: sampled ranking over 8 cold items, no bootstrap.
+TINY_EVALUATION = """evaluation:
+  protocols: [{kind: sampled, negatives: 20}]
+  cold_items: 8
+  bootstrap: 0
+"""
+
+
+def tiny_real_study(name: str, attacks: str, *, models: str = TINY_MODELS,
+                    defenses: str = "") -> str:
+    """The text of a tiny real study ``name``: ``models``, the lines of its ``attacks:`` and
+    ``defenses:`` sections (none by default) and :data:`TINY_EVALUATION`."""
+    text = f"\nstudy: {name}\n{models}attacks:\n{attacks}"
+    return text + (f"defenses:\n{defenses}" if defenses else "") + TINY_EVALUATION
+
+
+def tiny_run_fixture(text: str, name: str):
+    """A module-scoped fixture ``name``: the study ``text`` run once by
+    :func:`run_tiny_real_study` in a fresh directory."""
+
+    @pytest.fixture(scope="module", name=name)
+    def run(tmp_path_factory):
+        return run_tiny_real_study(text, tmp_path_factory.mktemp(name))
+
+    return run
 
 
 def run_tiny_real_study(text: str, out):

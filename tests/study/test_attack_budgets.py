@@ -6,21 +6,13 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from study_standins import PIPELINE_MODELS
 
 from varsec.errors import ConfigError, VarsecWarning
 from varsec.study.schema import attack_reach, load_study_text, resolve_alpha
 
-BASE = """
-study: t
-dataset: {source: fashion-mnist, profile: quick}
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf}
-  vbpr: {kind: vbpr, extractor: cnn}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr}
-attacks:
-"""
+BASE = "\nstudy: t\ndataset: {source: fashion-mnist, profile: quick}\n" + PIPELINE_MODELS + \
+    "attacks:\n"
 
 
 def _load(attacks: str):

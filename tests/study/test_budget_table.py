@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from study_standins import TINY_MODELS, run_tiny_real_study
+from study_standins import tiny_real_study, tiny_run_fixture
 
 from varsec.study.cache import StageCache
 from varsec.study.report import write_report
@@ -28,9 +28,7 @@ from varsec.study.report.data import StudyResults
 # paper's budget (4 epochs, lr 2, 64 users per step): 3 epochs at lr 4 are fewer steps at a
 # larger step size (mixed); pgd-paper has the paper's 6 steps of 1.5 (yes); pgd declares none.
 # insa is re-run through JPEG (insa+adaptive), which carries the same paper budget.
-STUDY = """
-study: tiny-budgets
-""" + TINY_MODELS + """attacks:
+STUDY = tiny_real_study("tiny-budgets", """\
   insa: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8,
          params: {users_per_step: 32, lr: 4},
          paper_budget: {steps: 4, step_size: 2, users_per_step: 64, note: "made-up sec 1"}}
@@ -39,18 +37,8 @@ study: tiny-budgets
   pgd-paper: {kind: pgd, extractor: cnn, source_category: Sandal, target_category: Sneaker,
               eps: [8], steps: 6, alpha: 1.5, n_items: 8,
               paper_budget: {steps: 6, step_size: 1.5, note: "PGD-6"}}
-defenses:
-  jpeg: {kind: jpeg, strengths: [50], attacks: [insa], adaptive: true}
-evaluation:
-  protocols: [{kind: sampled, negatives: 20}]
-  cold_items: 8
-  bootstrap: 0
-"""
-
-
-@pytest.fixture(scope="module")
-def budget_run(tmp_path_factory):
-    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("budgets"))
+""", defenses="  jpeg: {kind: jpeg, strengths: [50], attacks: [insa], adaptive: true}\n")
+budget_run = tiny_run_fixture(STUDY, "budget_run")
 
 
 def _table_rows(markdown: str, title: str) -> list[list[str]]:

@@ -82,6 +82,13 @@ def _zero_npy(path: Path) -> None:
     np.save(path, np.zeros_like(array))
 
 
+def _zero_npy_keeping_size_and_mtime(path: Path) -> None:
+    """An edit the default cache check cannot see: same size, same modification time."""
+    before = path.stat()
+    _zero_npy(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
 def _flip_last_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
@@ -167,9 +174,7 @@ def test_an_edit_that_keeps_size_and_mtime_is_found_by_verify(config, reference,
     out = _copy(reference, tmp_path)
     stage, directory = _stage(out, config, "attack")
     path = directory / "adversarial.npy"
-    before = path.stat()
-    _zero_npy(path)
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _zero_npy_keeping_size_and_mtime(path)
     with tiny_stages():
         # Unchanged size and mtime are trusted by default (what keeps a cache hit cheap)...
         assert all(e.status == "cached" for e in dry_run(config, out).entries)
@@ -222,9 +227,7 @@ def test_cli_verify_flag_recomputes_and_warns_once(config, reference, tmp_path, 
     out = _copy(reference, tmp_path)
     _, directory = _stage(out, config, "extractor")
     path = directory / "features.npy"
-    before = path.stat()
-    _zero_npy(path)
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _zero_npy_keeping_size_and_mtime(path)
     study = tmp_path / "study.yaml"
     study.write_text(STUDY.replace("study: tiny-verify", "study: tiny-verify\nreport: "
                                    "{enabled: false}"))

@@ -7,16 +7,14 @@ import json
 
 import numpy as np
 import pytest
-from study_standins import TINY_MODELS, run_tiny_real_study
+from study_standins import tiny_real_study, tiny_run_fixture
 
 from varsec.metrics.convergence import RULE, converged
 from varsec.study.cache import StageCache
 
 # Real attack stages on the tiny catalog (stand-in data and extractor only): Adam (INSA, EXPA),
 # PGD and FGSM on the classifier, C&W-L2 and c-SEMA.
-STUDY = """
-study: tiny-convergence
-""" + TINY_MODELS + """attacks:
+STUDY = tiny_real_study("tiny-convergence", """\
   insa: {kind: insa, recommender: pipe, eps: [16, 32], steps: 12, n_items: 8}
   insa-mb: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8,
             params: {users_per_step: 32, lr: 4}}
@@ -26,16 +24,8 @@ study: tiny-convergence
   fgsm: {kind: fgsm, extractor: cnn, source_category: Sandal, eps: [8], n_items: 16}
   cw: {kind: cw, extractor: cnn, source_category: Sandal, target_category: Sneaker,
        eps: [16], steps: 5, n_items: 8, params: {binary_steps: 2}}
-evaluation:
-  protocols: [{kind: sampled, negatives: 20}]
-  cold_items: 8
-  bootstrap: 0
-"""
-
-
-@pytest.fixture(scope="module")
-def convergence_run(tmp_path_factory):
-    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("convergence"))
+""")
+convergence_run = tiny_run_fixture(STUDY, "convergence_run")
 
 
 def _attack(run, name: str, eps: float | None = None):

@@ -5,14 +5,20 @@ shipped ladder study plans every rung."""
 from __future__ import annotations
 
 import pytest
-from study_standins import TINY_MODELS, TINY_SURROGATE, run_tiny_real_study
+from study_standins import (
+    TINY_MODELS,
+    TINY_SURROGATE,
+    run_tiny_real_study,
+    tiny_real_study,
+    tiny_run_fixture,
+)
 
 from varsec.study.plan import plan_study
 from varsec.study.report.data import StudyResults
 from varsec.study.report.ladder import RUNGS, converged_text, ladder_figure, ladder_table
 from varsec.study.schema import load_study
 
-STUDY = "\nstudy: tiny-ladder\n" + TINY_MODELS + TINY_SURROGATE + """attacks:
+STUDY = tiny_real_study("tiny-ladder", """\
   insa: {kind: insa, recommender: pipe, eps: [32], steps: 3, n_items: 8, params: {lr: 8}}
   expa: {kind: expa, recommender: pipe, eps: [32], steps: 3, n_items: 8, params: {lr: 8}}
   transfer: {kind: insa, recommender: pipe-sur, evaluate: [pipe-sur, pipe], eps: [32], steps: 3,
@@ -21,18 +27,9 @@ STUDY = "\nstudy: tiny-ladder\n" + TINY_MODELS + TINY_SURROGATE + """attacks:
   rank: {kind: square, objective: probe-rank, recommender: pipe, eps: [32], steps: 12,
          n_items: 8, params: {probes: 10}}
   csema: {kind: csema, recommender: pipe, n_items: 8}
-defenses:
-  jpeg: {kind: jpeg, strengths: [50], attacks: [insa, score]}
-evaluation:
-  protocols: [{kind: sampled, negatives: 20}]
-  cold_items: 8
-  bootstrap: 0
-"""
-
-
-@pytest.fixture(scope="module")
-def ladder_run(tmp_path_factory):
-    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("ladder"))
+""", models=TINY_MODELS + TINY_SURROGATE,
+    defenses="  jpeg: {kind: jpeg, strengths: [50], attacks: [insa, score]}\n")
+ladder_run = tiny_run_fixture(STUDY, "ladder_run")
 
 
 def _results(run) -> StudyResults:
@@ -110,14 +107,10 @@ def test_the_outsider_claim_both_ways(ladder_run, monkeypatch, promotes, converg
     assert claim.check(_results(ladder_run)).status == "not run"
 
 
-CURVE = "\nstudy: tiny-queries\n" + TINY_MODELS + """attacks:
+CURVE = tiny_real_study("tiny-queries", """\
   score-4: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 4, n_items: 8}
   score-16: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 16, n_items: 8}
-evaluation:
-  protocols: [{kind: sampled, negatives: 20}]
-  cold_items: 8
-  bootstrap: 0
-"""
+""")
 
 
 def test_the_query_curve_has_each_budget_of_a_query_only_rung(tmp_path_factory, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from study_standins import PIPELINE_MODELS
 
 from varsec.data.catalog import SPLIT_CODES, Dataset, Interactions, ItemCatalog
 from varsec.errors import ConfigError, DataError
@@ -139,14 +140,7 @@ def test_the_threat_label_keeps_the_adaptive_suffix_last():
 
 
 def test_other_families_keep_their_labels_and_plan_no_poisoned_model():
-    text = """
-study: s
-extractors: {cnn: {epochs: 1}}
-recommenders:
-  bpr: {kind: bpr-mf}
-  vbpr: {kind: vbpr, extractor: cnn}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr}
-attacks:
+    text = "study: s\n" + PIPELINE_MODELS + """attacks:
   insa: {kind: insa, recommender: pipe, eps: [8]}
   yin: {kind: fgsm, objective: bpr, recommender: vbpr, eps: [16]}
 """

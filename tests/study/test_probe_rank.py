@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from study_standins import TINY_MODELS, run_tiny_real_study
+from study_standins import tiny_real_study, tiny_run_fixture
 from torch import nn
 
 from varsec.attacks.probe_rank import ProbeRank
@@ -18,14 +18,10 @@ from varsec.attacks.registry import param_problems
 from varsec.errors import ConfigError
 from varsec.study.schema import attack_family, load_study_text
 
-STUDY = "\nstudy: tiny-probes\n" + TINY_MODELS + """attacks:
+STUDY = tiny_real_study("tiny-probes", """\
   rank: {kind: square, objective: probe-rank, recommender: pipe, eps: [32], steps: 30,
          n_items: 8, params: {probes: 10, top_n: 20}}
-evaluation:
-  protocols: [{kind: sampled, negatives: 20}]
-  cold_items: 8
-  bootstrap: 0
-"""
+""")
 
 
 class _Pipeline:
@@ -48,9 +44,7 @@ def test_the_objective_is_the_mean_reciprocal_rank_within_the_top_n():
     assert not objective.has_success  # a query-only attack spends its whole budget
 
 
-@pytest.fixture(scope="module")
-def probe_run(tmp_path_factory):
-    return run_tiny_real_study(STUDY, tmp_path_factory.mktemp("probes"))
+probe_run = tiny_run_fixture(STUDY, "probe_run")
 
 
 def _info(run, kind: str, **labels) -> dict:

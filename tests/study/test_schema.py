@@ -6,6 +6,7 @@ import typing
 
 import pytest
 from pydantic import BaseModel
+from study_standins import PIPELINE_MODELS
 
 from varsec.errors import ConfigError
 from varsec.study.commands import find_study, shipped_studies
@@ -19,16 +20,9 @@ from varsec.study.schema import (
     study_from_data,
 )
 
-GOOD = """
-study: t
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf}
-  vbpr: {kind: vbpr, extractor: cnn}
-  amr: {kind: amr, extractor: cnn}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr}
-attacks:
+# The pipeline's models plus an AMR on the extractor, and an INSA attack on the pipeline.
+GOOD = "\nstudy: t\n" + PIPELINE_MODELS.replace(
+    "  pipe:", "  amr: {kind: amr, extractor: cnn}\n  pipe:") + """attacks:
   insa:
     kind: insa
     recommender: pipe

@@ -8,21 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from study_standins import PIPELINE_MODELS
 
 from varsec.cli import main
 from varsec.errors import ConfigError
 from varsec.study.runner import default_out, dry_run
 from varsec.study.schema import StudyConfig, load_study, load_study_text, study_from_data
 
-BASE = """\
-study: t
-extractors:
-  cnn: {epochs: 1}
-recommenders:
-  bpr: {kind: bpr-mf}
-  vbpr: {kind: vbpr, extractor: cnn}
-  pipe: {kind: two-stage, first_stage: bpr, ranker: vbpr}
-attacks:
+BASE = "study: t\n" + PIPELINE_MODELS + """attacks:
   insa: {kind: insa, recommender: pipe, eps: [8]}
 defenses:
   jpeg: {kind: jpeg, strengths: [50]}

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attacks"))
-from attack_helpers import RandomFeatures, TinyRanker
+from attack_helpers import RandomFeatures, TinyRanker, logistic_classifier
 
 from varsec.attacks import (
     INSA,
@@ -57,16 +56,8 @@ def world(fmnist_small):
 
     simulated = simulate_and_split(fmnist_small, "quick", seed=0)
     features = RandomFeatures().eval()
-    torch.manual_seed(0)
-    x = torch.from_numpy(fmnist_small.images[:1500]).float().div(255)
-    y = torch.from_numpy(fmnist_small.categories[:1500]).long()
-    classifier = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=0.05)
-    for _ in range(40):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(classifier(x), y).backward()
-        optimizer.step()
-    return {"data": simulated, "features": features, "classifier": classifier.eval(),
+    classifier = logistic_classifier(fmnist_small, 1500, epochs=40)
+    return {"data": simulated, "features": features, "classifier": classifier,
             "ranker": TinyRanker(seed=0).fit(simulated, extractor=features),
             "catalog": fmnist_small}
 

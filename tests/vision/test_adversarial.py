@@ -13,15 +13,17 @@ from varsec.vision import check_eps, create_backbone, eval_mode, pgd_linf, quant
 from varsec.vision.adversarial import default_alpha, project
 
 
-@pytest.mark.parametrize("eps", [0, 0.5, 0.99, -1, 255.5, 300, math.nan, math.inf])
-def test_eps_outside_1_255_is_a_config_error(eps):
-    with pytest.raises(ConfigError, match=r"eps must .*\[1, 255\]"):
+@pytest.mark.parametrize("eps", [0, 0.5, 0.99, -1, -3, 255.01, 255.5, 300, 1000, math.nan,
+                                 math.inf])
+def test_eps_outside_1_255_is_a_config_error_naming_the_value(eps):
+    with pytest.raises(ConfigError, match=r"^eps must lie in \[1, 255\] 8-bit levels") as info:
         check_eps(eps)
+    assert str(info.value).endswith(f"got {eps}.")
 
 
 @pytest.mark.parametrize("eps", ["8", None, True])
 def test_eps_must_be_a_number(eps):
-    with pytest.raises(ConfigError, match="eps must be a number of 8-bit levels"):
+    with pytest.raises(ConfigError, match=f"^eps must be a number of 8-bit levels, got {eps!r}"):
         check_eps(eps)
 
 

@@ -189,11 +189,11 @@ def test_weights_for_another_architecture_are_a_clear_error(tmp_path):
 
 
 def test_missing_and_unreadable_weights_files(tmp_path):
-    with pytest.raises(ModelError, match="nope.pth: weights file for resnet50 not found"):
+    with pytest.raises(ModelError, match="nope.pth: no such resnet50 weights file"):
         create_backbone("resnet50", weights=str(tmp_path / "nope.pth"))
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"this is not a torch file")
-    with pytest.raises(ModelError, match="garbage.pth: not a readable PyTorch weights file"):
+    with pytest.raises(ModelError, match="garbage.pth: not a readable alexnet weights file"):
         create_backbone("alexnet", weights=str(garbage))
 
 

@@ -42,15 +42,19 @@ def test_checkpoint_whose_weights_do_not_fit_its_architecture(tmp_path):
 
 
 def test_missing_unreadable_and_foreign_checkpoint_files(tmp_path):
-    with pytest.raises(ModelError, match="absent.pt: no such checkpoint file"):
+    # Every failure a checkpoint file can have is tested once, in tests/test_checkpoints.py;
+    # here: the backbone loader goes through that reader and names its own format.
+    with pytest.raises(ModelError, match="absent.pt: no such varsec backbone checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage")
-    with pytest.raises(ModelError, match="bad.pt: not a readable varsec checkpoint"):
+    with pytest.raises(ModelError, match="bad.pt: not a readable varsec backbone checkpoint"):
         load_checkpoint(bad)
     plain = tmp_path / "plain.pt"
     torch.save(create_backbone("fmnist-cnn").state_dict(), plain)
-    with pytest.raises(ModelError, match="plain.pt: not a varsec backbone checkpoint"):
+    with pytest.raises(ModelError, match=r"plain.pt: not a varsec backbone checkpoint \(it has "
+                                         r"no format field\); plain weights go to a backbone's "
+                                         "weights= argument"):
         load_checkpoint(plain)
 
 
@@ -60,7 +64,7 @@ def test_tampered_weights_fail_the_checkpoint_hash(tmp_path):
     payload = torch.load(path, weights_only=True)
     payload["state_dict"]["fc.bias"] += 1
     torch.save(payload, path)
-    with pytest.raises(ModelError, match="do not match the recorded checkpoint hash"):
+    with pytest.raises(ModelError, match="weights do not match the hash recorded in the file"):
         load_checkpoint(path)
 
 

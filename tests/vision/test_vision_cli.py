@@ -58,7 +58,8 @@ def test_features_command_reports_cache_hits(trained_standard, tmp_path, capsys)
     [
         (["features", "--backbone", "resnet51", "--out", "x.npy"],
          "error: unknown backbone 'resnet51' (known: alexnet, efficientnet-lite0"),
-        (["robustness", "--checkpoint", "missing.pt"], "missing.pt: no such checkpoint file"),
+        (["robustness", "--checkpoint", "missing.pt"],
+         "missing.pt: no such varsec backbone checkpoint"),
         (["robustness", "--checkpoint", "missing.pt", "--eps", "0"], "eps must lie in [1, 255]"),
         (["train-extractor", "--mode", "free-at", "--replays", "0", "--out", "x.pt"],
          "replays must be an integer >= 1 (free-at's replays m"),

@@ -59,6 +59,7 @@ from varsec.attacks.quantize import (
 )
 from varsec.attacks.registry import AttackMethod, register_attack
 from varsec.attacks.transforms import TransformHook
+from varsec.devices import check_device, seeded
 from varsec.errors import ConfigError
 from varsec.io import progress
 from varsec.params import Param, check_int
@@ -476,25 +477,6 @@ def frozen(modules: list[nn.Module]) -> Iterator[None]:
             module.train(mode)
 
 
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a block with torch's global RNG of the CPU (and of ``device`` when it is a GPU)
-    seeded; the previous states are restored afterwards."""
-    cpu_state = torch.get_rng_state()
-    cuda_index = (device.index or 0) if device.type == "cuda" else None
-    cuda_state = torch.cuda.get_rng_state(cuda_index) if cuda_index is not None else None
-    try:
-        torch.default_generator.manual_seed(int(seed))
-        if cuda_index is not None:
-            with torch.cuda.device(cuda_index):
-                torch.cuda.manual_seed(int(seed))
-        yield
-    finally:
-        torch.set_rng_state(cpu_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state(cuda_state, cuda_index)
-
-
 def _check_batch_size(batch_size: Any) -> int:
     return check_int(batch_size, "batch_size", low=1)
 
@@ -541,7 +523,7 @@ def run_attack(
         raise ConfigError(f"index must hold one position per image ({len(clean)}).")
     objective.check_size(int(positions.max()) + 1 if len(positions) else 0)
     batch_size = _check_batch_size(batch_size)
-    target = torch.device(device) if device is not None else objective.device
+    target = check_device(device) if device is not None else objective.device
     started = time.perf_counter()
     parts: list[BatchResult] = []
     starts = range(0, len(clean), batch_size)
@@ -643,5 +625,4 @@ __all__ = [
     "frozen",
     "project",
     "run_attack",
-    "seeded",
 ]

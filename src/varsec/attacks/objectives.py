@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from varsec.attacks.quantize import check_positive, to_float
 from varsec.attacks.registry import register_objective
+from varsec.devices import module_device
 from varsec.errors import ConfigError
 from varsec.params import Param
 
@@ -78,12 +79,7 @@ class Objective(ABC):
     @property
     def device(self) -> torch.device:
         """The device of the first parameter or buffer of :meth:`modules` (CPU when none)."""
-        for module in self.modules():
-            for tensor in module.parameters():
-                return tensor.device
-            for tensor in module.buffers():
-                return tensor.device
-        return torch.device("cpu")
+        return module_device(*self.modules())
 
     @torch.no_grad()
     def evaluate(self, images: Any, index: Tensor | None = None, batch_size: int = 256) -> Tensor:

@@ -14,7 +14,6 @@ own settings (``kappa`` of the classifier objectives, INSA's ``users_per_step``)
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -124,17 +123,8 @@ def register_objective(*names: str) -> Callable[[type], type]:
 def _load_builtins() -> None:
     """Import every module of ``varsec.attacks``: a method's file registers it."""
     import_submodules("varsec.attacks")
-    load_plugins("varsec.attacks", _register_plugin)
-
-
-def _register_plugin(name: str, loaded: Any) -> None:
-    """An entry point's object: a module (its methods registered themselves) or an
-    AttackMethod class, registered under the entry point's name unless its decorator did."""
-    if isinstance(loaded, type) and issubclass(loaded, AttackMethod):
-        if loaded not in _ATTACKS.values():
-            register_attack(name)(loaded)
-    elif not isinstance(loaded, types.ModuleType):
-        raise TypeError(f"{loaded!r} is not a varsec AttackMethod class or a module")
+    load_plugins("varsec.attacks", "AttackMethod", lambda cls: issubclass(cls, AttackMethod),
+                 _ATTACKS, register_attack)
 
 
 def known_attacks() -> list[str]:

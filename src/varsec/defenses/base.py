@@ -33,13 +33,13 @@ from torch import Tensor, nn
 
 from varsec.attacks.transforms import TransformHook
 from varsec.defenses.registry import DefenseMethod
+from varsec.devices import check_device, module_device
 from varsec.errors import ConfigError
 from varsec.params import Param, check_int, check_params, unknown_names
 from varsec.params import describe as describe_params
-from varsec.vision.perturbation import float_to_uint8, uint8_to_float
+from varsec.vision.perturbation import check_float_images, float_to_uint8, uint8_to_float
 
 ADAPTIVE_KINDS = ("bpda", "eot")
-_RANGE_SLACK = 1e-5  # float images may overshoot [0, 1] by rounding noise
 
 
 class InputTransform(nn.Module, DefenseMethod, ABC):
@@ -159,19 +159,7 @@ class InputTransform(nn.Module, DefenseMethod, ABC):
 
 def check_image_batch(x: Any, what: str) -> None:
     """A ConfigError unless ``x`` is a float N x C x H x W tensor with values in [0, 1]."""
-    if not isinstance(x, Tensor) or x.ndim != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ConfigError(f"{what}: images must be an N x C x H x W tensor, got {shape}.")
-    if not x.is_floating_point():
-        raise ConfigError(
-            f"{what}: images must be float in [0, 1], got {x.dtype} (use x.float() / 255)."
-        )
-    if x.numel():
-        low, high = (float(v) for v in torch.aminmax(x.detach()))
-        if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
-            raise ConfigError(
-                f"{what}: images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]."
-            )
+    check_float_images(x, what, in_range=True)
 
 
 def as_uint8_tensor(images: Any, what: str = "images") -> Tensor:
@@ -200,7 +188,7 @@ def defend_images(
     """
     pixels = as_uint8_tensor(images)
     batch_size = check_int(batch_size, "batch_size", low=1)
-    target = torch.device(device) if device is not None else module_device(transform)
+    target = check_device(device) if device is not None else module_device(transform)
     out = torch.empty_like(pixels)
     modes = _eval_modes(transform)
     try:
@@ -222,16 +210,6 @@ def _eval_modes(transform: Any) -> list[tuple[nn.Module, bool]]:
     return modes
 
 
-def module_device(module: Any) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU when it has none)."""
-    if isinstance(module, nn.Module):
-        for tensor in module.parameters():
-            return tensor.device
-        for tensor in module.buffers():
-            return tensor.device
-    return torch.device("cpu")
-
-
 def module_hash(kind: str, config: dict[str, Any], module: nn.Module) -> str:
     """sha256 over a module's kind, its architecture config and every parameter and buffer."""
     digest = hashlib.sha256()
@@ -251,6 +229,5 @@ __all__ = [
     "as_uint8_tensor",
     "check_image_batch",
     "defend_images",
-    "module_device",
     "module_hash",
 ]

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from varsec import __version__
+from varsec.checkpoints import check_recorded_hash, cpu_state, read_checkpoint, write_checkpoint
 from varsec.defenses import detector as det
 from varsec.defenses import reconstruction as rec
+from varsec.devices import check_device
 from varsec.errors import ConfigError, ModelError
-from varsec.io import atomic_path, not_a_file_message
 from varsec.vision.base import load_state_into
-from varsec.vision.registry import backbone_parameters, create_backbone
+from varsec.vision.checkpoint import rebuild_backbone
 
 VERSION = 1
 RECONSTRUCTION_FILE = "reconstruction.pt"
@@ -57,12 +56,11 @@ class DetectorCheckpoint:
 def _payload(kind: str, module: Any, **extra: Any) -> dict[str, Any]:
     return {"format": kind, "version": VERSION, "varsec_version": __version__,
             "config": module.config, "weights_hash": module.weights_hash(),
-            "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, **extra}
+            "state_dict": cpu_state(module), **extra}
 
 
 def _write(path: str | os.PathLike[str], payload: dict[str, Any]) -> str:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_checkpoint(path, payload)
     return payload["weights_hash"]
 
 
@@ -98,35 +96,19 @@ def save_detector(
                                  train_config=train_config, metrics=metrics or {}))
 
 
-def _read(path: Path, kind: str, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelError(not_a_file_message(path, f"no such {what} checkpoint file"))
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and EOF errors for bad files
-        raise ModelError(f"{path}: not a readable varsec {what} checkpoint "
-                         f"({type(exc).__name__}).") from exc
-    if not isinstance(payload, dict) or payload.get("format") != kind:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelError(f"{path}: not a varsec {what} checkpoint (format {found!r}).")
-    if payload.get("version", 0) > VERSION:
-        raise ModelError(f"{path}: checkpoint version {payload.get('version')} is newer than "
-                         f"this varsec reads ({VERSION}); upgrade varsec.")
-    return payload
-
-
 def _verify(module: Any, payload: dict[str, Any], path: Path, verify: bool) -> str:
     digest = module.weights_hash()
-    if verify and digest != payload.get("weights_hash"):
-        raise ModelError(f"{path}: weights do not match the recorded hash (corrupted?).")
+    if verify:
+        check_recorded_hash(path, payload.get("weights_hash"), digest)
     return digest
 
 
 def load_reconstruction(path: str | os.PathLike[str], *, device: str = "cpu",
                         verify: bool = True) -> ReconstructionCheckpoint:
     """Read a reconstruction network written by :func:`save_reconstruction`."""
-    path = Path(path)
-    payload = _read(path, rec.KIND, "reconstruction network")
+    path, target = Path(path), check_device(device)
+    payload = read_checkpoint(path, "varsec reconstruction network checkpoint", kind=rec.KIND,
+                              version=VERSION)
     try:
         network = rec.ReconstructionNet(**payload["config"])
     except (ConfigError, TypeError) as exc:
@@ -134,18 +116,14 @@ def load_reconstruction(path: str | os.PathLike[str], *, device: str = "cpu",
     load_state_into(network, payload["state_dict"], arch="reconstruction network",
                     source=str(path))
     digest = _verify(network, payload, path, verify)
-    network.eval().to(device)
+    network.eval().to(target)
     return ReconstructionCheckpoint(network, path, digest, payload.get("train_config"),
                                     payload.get("provenance") or {}, payload.get("metrics") or {})
 
 
 def _build_detector(config: dict[str, Any], path: Path) -> det.ContrastiveDetector:
-    kwargs = dict(config.get("backbone_kwargs") or {})
-    name = config["backbone"]
+    encoder = rebuild_backbone(config.get("backbone"), config.get("backbone_kwargs"), path)
     try:
-        if "weights" in backbone_parameters(name):
-            kwargs["weights"] = None  # the checkpoint's own weights replace pretrained ones
-        encoder = create_backbone(name, **kwargs)
         return det.ContrastiveDetector(
             encoder, layer=config.get("layer"), embed_dim=config["embed_dim"],
             hidden_dim=config["hidden_dim"], temperature=config["temperature"])
@@ -165,8 +143,8 @@ def load_detector(
     ``reconstruction`` is the network the detector will score against (or its weights hash);
     one other than the network the detector was trained with is a ModelError.
     """
-    path = Path(path)
-    payload = _read(path, det.KIND, "detector")
+    path, target = Path(path), check_device(device)
+    payload = read_checkpoint(path, "varsec detector checkpoint", kind=det.KIND, version=VERSION)
     expected = payload.get("reconstruction_hash")
     given = reconstruction if isinstance(reconstruction, str) else reconstruction.weights_hash()
     if given != expected:
@@ -183,7 +161,7 @@ def load_detector(
         detector.threshold = detector.calibration.threshold
     elif payload.get("threshold") is not None:
         detector.set_threshold(float(payload["threshold"]), source=str(path))
-    detector.eval().to(device)
+    detector.eval().to(target)
     return DetectorCheckpoint(detector, path, digest, str(expected),
                               payload.get("train_config"), payload.get("metrics") or {})
 

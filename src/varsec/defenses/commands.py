@@ -17,9 +17,13 @@ from typing import Any
 
 import typer
 
+from varsec.defenses.joint import DefenseConfig
+from varsec.devices import DEVICE_HELP
 from varsec.errors import ConfigError, DataError
+from varsec.params import field_defaults
 
 DEFENSE_KIND = "defense"  # the manifest kind of a train-defense output directory
+D = field_defaults(DefenseConfig)  # the options' defaults: DefenseConfig is their one home
 
 
 def _threshold(text: str) -> str | float:
@@ -79,34 +83,44 @@ def train_defense_command(
     out: Path = typer.Option(..., "--out", help="Output directory (written atomically)."),
     force: bool = typer.Option(False, "--force", help="Replace --out even when it is a "
                                "non-empty directory that is not a varsec defense."),
-    eps: float = typer.Option(16.0, help="Attack budget of the training pairs, 8-bit levels."),
-    pgd_steps: int = typer.Option(10, help="PGD steps of the (clean, FGSM, PGD) phase."),
-    detector_eps: str = typer.Option("16", help="FGSM budget(s) of the detector's pairs, "
-                                     "e.g. 16 or 16,32,64."),
-    recon_epochs: int = typer.Option(10, help="Epochs on (clean, FGSM) inputs."),
-    mix_epochs: int = typer.Option(3, help="Epochs on (clean, FGSM, PGD) inputs."),
-    detector_epochs: int = typer.Option(2, help="Detector epochs (reconstruction frozen)."),
-    joint_epochs: int = typer.Option(0, help="End-to-end epochs with the whole eq 12."),
-    alpha: float = typer.Option(1.0, help="Weight of the perceptual loss (eq 12)."),
-    beta: float = typer.Option(100.0, help="Weight of the contrastive loss (eq 12)."),
-    gamma: float = typer.Option(0.1, help="Weight of the recommender loss (eq 12)."),
-    width: int = typer.Option(64, help="Feature maps of the reconstruction network."),
-    blocks: int = typer.Option(9, help="Residual blocks of the reconstruction network."),
-    detector_backbone: str = typer.Option("fmnist-cnn", help="Registry name of the "
+    eps: float = typer.Option(D["eps"], help="Attack budget of the training pairs, 8-bit "
+                              "levels."),
+    pgd_steps: int = typer.Option(D["pgd_steps"], help="PGD steps of the (clean, FGSM, PGD) "
+                                  "phase."),
+    detector_eps: str = typer.Option(f"{D['detector_eps']:g}", help="FGSM budget(s) of the "
+                                     "detector's pairs, e.g. 16 or 16,32,64."),
+    recon_epochs: int = typer.Option(D["recon_epochs"], help="Epochs on (clean, FGSM) inputs."),
+    mix_epochs: int = typer.Option(D["mix_epochs"], help="Epochs on (clean, FGSM, PGD) inputs."),
+    detector_epochs: int = typer.Option(D["detector_epochs"], help="Detector epochs "
+                                        "(reconstruction frozen)."),
+    joint_epochs: int = typer.Option(D["joint_epochs"], help="End-to-end epochs with the whole "
+                                     "eq 12."),
+    alpha: float = typer.Option(D["alpha"], help="Weight of the perceptual loss (eq 12)."),
+    beta: float = typer.Option(D["beta"], help="Weight of the contrastive loss (eq 12)."),
+    gamma: float = typer.Option(D["gamma"], help="Weight of the recommender loss (eq 12)."),
+    width: int = typer.Option(D["width"], help="Feature maps of the reconstruction network."),
+    blocks: int = typer.Option(D["blocks"], help="Residual blocks of the reconstruction "
+                               "network."),
+    detector_backbone: str = typer.Option(D["detector_backbone"], help="Registry name of the "
                                           "detector's encoder."),
-    embed_dim: int = typer.Option(128, help="Detector embedding size."),
-    temperature: float = typer.Option(0.1, help="InfoNCE temperature tau (eq 9)."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate of the reconstruction network."),
-    detector_lr: float = typer.Option(1e-3, help="Adam learning rate of the detector."),
-    batch_size: int = typer.Option(32, help="Triplets (two images each) per minibatch."),
-    holdout: float = typer.Option(0.2, help="Share of items never trained on (half "
-                                  "calibrates the threshold)."),
-    max_items: int | None = typer.Option(None, help="Train on at most this many items."),
-    threshold: str = typer.Option("accuracy", help="accuracy or fpr (calibrated), or a fixed "
-                                  "number such as 0.2 (Yin et al.)."),
-    target_fpr: float = typer.Option(0.05, help="Clean false-positive rate for --threshold fpr."),
-    seed: int = typer.Option(0, help="Seed of the split, attacks, initialisation, sampling."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    embed_dim: int = typer.Option(D["embed_dim"], help="Detector embedding size."),
+    temperature: float = typer.Option(D["temperature"], help="InfoNCE temperature tau (eq 9)."),
+    lr: float = typer.Option(D["lr"], help="Adam learning rate of the reconstruction network."),
+    detector_lr: float = typer.Option(D["detector_lr"], help="Adam learning rate of the "
+                                      "detector."),
+    batch_size: int = typer.Option(D["batch_size"], help="Triplets (two images each) per "
+                                   "minibatch."),
+    holdout: float = typer.Option(D["holdout_fraction"], help="Share of items never trained on "
+                                  "(half calibrates the threshold)."),
+    max_items: int | None = typer.Option(D["max_items"], help="Train on at most this many "
+                                         "items."),
+    threshold: str = typer.Option(D["threshold"], help="accuracy or fpr (calibrated), or a "
+                                  "fixed number such as 0.2 (Yin et al.)."),
+    target_fpr: float = typer.Option(D["target_fpr"], help="Clean false-positive rate for "
+                                     "--threshold fpr."),
+    seed: int = typer.Option(D["seed"], help="Seed of the split, attacks, initialisation, "
+                             "sampling."),
+    device: str = typer.Option(D["device"], help=DEVICE_HELP),
 ) -> None:
     """Train the reconstruction network and the contrastive detector (Yin et al. 002).
 
@@ -122,7 +136,7 @@ def train_defense_command(
         save_detector,
         save_reconstruction,
     )
-    from varsec.defenses.joint import DefenseConfig, train_defense
+    from varsec.defenses.joint import train_defense
     from varsec.io import atomic_dir, check_output_dir, write_json_atomic, write_output_manifest
 
     check_output_dir(out, DEFENSE_KIND, overwrite=force)

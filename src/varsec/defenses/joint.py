@@ -54,6 +54,7 @@ from varsec.defenses.reconstruction import (
     ReconstructionNet,
     pixel_loss,
 )
+from varsec.devices import check_device, seeded
 from varsec.errors import ConfigError, DataError
 from varsec.io import progress
 from varsec.params import check_choice, check_int, check_number, plain_fields
@@ -141,6 +142,7 @@ class DefenseConfig:
         if not isinstance(self.threshold, str):
             check_number(self.threshold, "threshold", low=0)
         check_choice(self.detector_init, "detector_init", ("extractor", "random"))
+        check_device(self.device)
         if self.recon_epochs + self.mix_epochs + self.joint_epochs == 0:
             raise ConfigError("the reconstruction network needs at least one epoch "
                               "(recon_epochs, mix_epochs or joint_epochs).")
@@ -380,15 +382,14 @@ class DefenseTrainer:
             raise DataError(f"the reconstruction defense works on pixels, but catalog "
                             f"{dataset.catalog.name!r} is features-only.")
         self.config, self.dataset, self.recommender = config, dataset, recommender
-        self.device = torch.device(config.device)
+        self.device = check_device(config.device)
         self.backbone = perceptual_extractor(recommender, extractor)
         self.perceptual = PerceptualLoss(self.backbone, config.perceptual_stages)
         self.split = split_items(dataset, config)
         self.on_epoch = on_epoch
         self.history: list[dict[str, Any]] = []
         self.generator = torch.Generator().manual_seed(config.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+        with seeded(config.seed):
             self.network = self._build_network().to(self.device)
             self.detector = self._build_detector()
         if self.detector is not None:

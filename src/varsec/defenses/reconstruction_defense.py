@@ -196,7 +196,7 @@ def random_layer(ratio: float | None, seed: int | None = None) -> nn.Module | No
 
 def _reconstruct(fitted_dir: Path, params: dict[str, Any], seed: int, device: str,
                  images: np.ndarray) -> tuple[np.ndarray, float | None]:
-    from varsec.defenses.base import module_device
+    from varsec.devices import module_device
     from varsec.vision.perturbation import float_to_uint8, uint8_to_float
 
     fitted = load_fitted(fitted_dir, device)

@@ -12,7 +12,6 @@ their own lists of names, strengths and checks.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,17 +101,8 @@ def register_defense(name: str) -> Callable[[D], D]:
 def _load_builtins() -> None:
     """Import every module of ``varsec.defenses``: a method's file registers it."""
     import_submodules("varsec.defenses")
-    load_plugins("varsec.defenses", _register_plugin)
-
-
-def _register_plugin(name: str, loaded: Any) -> None:
-    """An entry point's object: a module (its defenses registered themselves) or a defense
-    class, registered under the entry point's name unless its decorator did."""
-    if isinstance(loaded, type) and hasattr(loaded, "strength"):
-        if loaded not in _DEFENSES.values():
-            register_defense(name)(loaded)
-    elif not isinstance(loaded, types.ModuleType):
-        raise TypeError(f"{loaded!r} is not a varsec defense class or a module")
+    load_plugins("varsec.defenses", "defense", lambda cls: hasattr(cls, "strength"),
+                 _DEFENSES, register_defense)
 
 
 def known_defenses() -> list[str]:

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from varsec.devices import module_device
 from varsec.errors import ConfigError
 from varsec.metrics.ranking import DEFAULT_KS, chr_at_k, evaluate_full, evaluate_sampled
 from varsec.params import check_int
@@ -57,17 +58,6 @@ def _uint8_tensor(images: Any, name: str) -> Tensor:
 def _batches(images: Tensor, batch_size: int, device: torch.device):
     for start in range(0, len(images), batch_size):
         yield uint8_to_float(images[start : start + batch_size], device)
-
-
-def _module_device(model: Any) -> torch.device:
-    device = getattr(model, "device", None)
-    if isinstance(device, torch.device):
-        return device
-    parameters = getattr(model, "parameters", None)
-    if callable(parameters):
-        for tensor in parameters():
-            return tensor.device
-    return torch.device("cpu")
 
 
 def _scores_2d(values: Any, name: str) -> Tensor:
@@ -98,7 +88,7 @@ def prediction_shift(before: Any, after: Any) -> tuple[np.ndarray, float]:
 def score_injected(two_stage: Any, sets: Any, images: Any, batch_size: int = 64) -> Tensor:
     """Ranker scores [U, C] of uint8 images for the users of ``sets`` (one score per user)."""
     images = _uint8_tensor(images, "images")
-    device = _module_device(two_stage.ranker)
+    device = module_device(two_stage.ranker)
     parts = [two_stage.score_images(sets, x).detach().cpu()
              for x in _batches(images, batch_size, device)]
     return torch.cat(parts, 1) if parts else torch.zeros(len(sets.users), 0)
@@ -244,7 +234,7 @@ def predict(model: Any, images: Any, batch_size: int = 256) -> np.ndarray:
     images = _uint8_tensor(images, "images")
     logits = getattr(model, "logits", None)
     forward = logits if callable(logits) else model
-    device = _module_device(model)
+    device = module_device(model)
     parts = [forward(x).argmax(1).cpu() for x in _batches(images, batch_size, device)]
     return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.int64)
 
@@ -276,7 +266,7 @@ def feature_loss(
         features = (lambda x: method(x, layer)) if layer is not None else method
     else:
         features = extractor
-    device = _module_device(extractor)
+    device = module_device(extractor)
     parts = []
     for a, b in zip(_batches(clean, batch_size, device), _batches(adv, batch_size, device),
                     strict=True):
@@ -390,7 +380,7 @@ def attacked_scorer(
             f"give one clean and one adversarial image per item: {len(items)} items, "
             f"{len(clean)} clean and {len(adv)} adversarial images."
         )
-    device = _module_device(model)
+    device = module_device(model)
     with torch.no_grad():
         clean_features = _image_features(model, clean, batch_size, device)
         adv_features = _image_features(model, adv, batch_size, device)

@@ -124,10 +124,10 @@ def _check_net(net: str) -> None:
 def lpips_backbone_path(net: str = "alex") -> Path:
     """Where torchvision (and so ``lpips``) looks for the backbone weights of LPIPS ``net``:
     ``torch.hub.get_dir()/checkpoints/<file>``, i.e. ``$TORCH_HOME/hub/checkpoints/<file>``."""
-    import torch
+    from varsec.vision.weights import torchvision_cache_dir
 
     _check_net(net)
-    return Path(torch.hub.get_dir()) / "checkpoints" / _BACKBONES[net][0]
+    return torchvision_cache_dir() / _BACKBONES[net][0]
 
 
 def _lpips_package() -> tuple[bool, Path | None]:

@@ -23,7 +23,6 @@ backbones); :func:`known_recommenders`, :func:`recommender_class` and
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from varsec.checkpoints import cpu_state, read_checkpoint, write_checkpoint
 from varsec.data.catalog import SPLIT_CODES, Dataset
+from varsec.devices import DEVICES, check_device, module_device
+from varsec.devices import seeded as seeded_rng
 from varsec.errors import ConfigError, DataError, ModelError
-from varsec.io import atomic_path, not_a_file_message
 from varsec.params import Param
 
 CHECKPOINT_FORMAT = "varsec-recommender"
@@ -62,7 +63,7 @@ class Recommender(nn.Module):
 
     params: ClassVar[dict[str, Param]] = {
         "seed": Param(0, int, low=0, doc="seed of initialisation and sampling"),
-        "device": Param("cpu", str, doc="torch device, e.g. 'cpu' or 'cuda'"),
+        "device": Param("cpu", str, doc=f"torch device: {DEVICES}"),
     }
     # The config name and aliases given to register_recommender (None: not registered).
     name: ClassVar[str | None] = None
@@ -119,13 +120,7 @@ class Recommender(nn.Module):
                     f"{type(self).__name__} parameter {name} must be {spec.expectation()}, "
                     f"got {value!r}."
                 )
-        try:
-            torch.device(self.hp.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ConfigError(
-                f"{type(self).__name__} parameter device must name a torch device, "
-                f"got {self.hp.device!r}."
-            ) from exc
+        check_device(self.hp.device, f"{type(self).__name__} parameter device")
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -171,9 +166,7 @@ class Recommender(nn.Module):
     @contextmanager
     def seeded(self, offset: int = 0) -> Iterator[None]:
         """Run a block with torch's global RNG seeded from ``seed`` (restored afterwards)."""
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.hp.seed + offset)
+        with seeded_rng(self.hp.seed + offset, self.device):
             yield
 
     def generator(self, offset: int = 0) -> torch.Generator:
@@ -317,17 +310,17 @@ class Recommender(nn.Module):
             "n_items": self.n_items,
             "shapes": self._shapes(),
             "training_log": self.training_log,
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "state_dict": cpu_state(self),
         }
         path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        write_checkpoint(path, payload)
         return path
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> Recommender:
         """Rebuild a model saved by :meth:`save` (of this class or a subclass)."""
-        payload = _read_checkpoint(Path(path))
+        payload = read_checkpoint(path, "varsec recommender checkpoint", kind=CHECKPOINT_FORMAT,
+                                  version=CHECKPOINT_VERSION)
         _load_builtins()  # the saved class may live in any model file of the package
         klass = _REGISTRY.get(payload["class"])
         if klass is None or not issubclass(klass, cls):
@@ -352,21 +345,6 @@ class Recommender(nn.Module):
         return model
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelError(not_a_file_message(path, "no such checkpoint file"))
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a foreign or corrupted file
-        raise ModelError(f"{path}: not a readable varsec recommender checkpoint ({exc}).") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path}: not a varsec recommender checkpoint.")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ModelError(
-            f"{path}: checkpoint version {payload.get('version')} is not supported "
-            f"(expected {CHECKPOINT_VERSION})."
-        )
-    return payload
 
 
 R = TypeVar("R", bound=type[Recommender])
@@ -403,17 +381,8 @@ def _load_builtins() -> None:
     from varsec.registry import import_submodules, load_plugins
 
     import_submodules("varsec.recsys")
-    load_plugins("varsec.recommenders", _register_plugin)
-
-
-def _register_plugin(name: str, loaded: Any) -> None:
-    """An entry point's object: a module (its classes registered themselves) or a Recommender
-    class, registered under the entry point's name unless its decorator did."""
-    if isinstance(loaded, type) and issubclass(loaded, Recommender):
-        if loaded not in _NAMES.values():  # a subclass inherits its parent's name
-            register_recommender(name)(loaded)
-    elif not isinstance(loaded, types.ModuleType):
-        raise TypeError(f"{loaded!r} is not a varsec Recommender class or a module")
+    load_plugins("varsec.recommenders", "Recommender", lambda cls: issubclass(cls, Recommender),
+                 _NAMES, register_recommender)
 
 
 def known_recommenders() -> list[str]:
@@ -527,7 +496,7 @@ def resolve_features(
 
 def extract_features(feature_map: Callable[[Tensor], Tensor], images_uint8: Tensor) -> Tensor:
     """Run ``feature_map`` over uint8 images in batches, without gradients; float32 on CPU."""
-    device = _callable_device(feature_map)
+    device = module_device(feature_map)
     chunks = []
     with torch.no_grad():
         for start in range(0, len(images_uint8), IMAGE_BATCH):
@@ -536,12 +505,6 @@ def extract_features(feature_map: Callable[[Tensor], Tensor], images_uint8: Tens
     return torch.cat(chunks)
 
 
-def _callable_device(feature_map: Callable[[Tensor], Tensor]) -> torch.device:
-    owner = getattr(feature_map, "__self__", feature_map)
-    if isinstance(owner, nn.Module):
-        for tensor in owner.parameters():
-            return tensor.device
-    return torch.device("cpu")
 
 
 def warm_item_mask(dataset: Dataset) -> Tensor:

@@ -409,7 +409,7 @@ class AttackSection(Section):
                               "at the end)")
     alpha: AlphaSize | None = Field(None, description="fgsm / pgd step size in 8-bit levels, "
                                     "or eps/<n> (TAaMR: eps/6) or eps/steps (the thesis' PGD-k) "
-                                    "(default 2.5 * eps / steps, Madry)")
+                                    "(default: the attack's own rule, Madry's for pgd)")
     recommender: NameList = Field(default_factory=list, description="recommender(s) attacked "
                                   "through (insa, expa, csema, bpr-untargeted, objective bpr)")
     extractor: NameList = Field(default_factory=list, description="extractor(s) attacked "
@@ -437,9 +437,10 @@ class AttackSection(Section):
                                "attack on several extractors evaluates, per extractor, the "
                                "listed ones built on it)")
     params: dict[str, Any] = Field(default_factory=dict, description="engine settings: lr "
-                                   "(insa / expa / cw-linf: Adam's step in 8-bit levels, default "
-                                   "1; cw: Adam's rate in tanh space, default 0.01), "
-                                   "users_per_step (insa), c, binary_steps, random_start, ...")
+                                   "(insa / expa / cw-linf: Adam's step in 8-bit levels; cw: "
+                                   "Adam's rate in tanh space), users_per_step (insa), c, "
+                                   "binary_steps, random_start, ... (each attack's, with its "
+                                   "default, listed at the end)")
     paper_budget: PaperBudget | None = Field(None, description="the paper's budget (steps, "
                                              "step_size in 8-bit levels, note), reported "
                                              "beside the one used")
@@ -602,8 +603,8 @@ class StudyConfig(Section):
                                           description="metrics, protocols and statistics")
     seeds: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: [0], description="every model and attack is run once per seed")
-    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N "
-                        "(no stage requires a GPU)")
+    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N where the "
+                        "machine has CUDA (no stage requires a GPU)")
     threads: int = Field(2, ge=1, strict=True, description="CPU threads of torch and BLAS in "
                          "every stage, on either executor; it keys the cache, since sums in "
                          "another order give other numbers (same study, seed and threads -> "
@@ -838,8 +839,11 @@ def check_references(config: StudyConfig) -> list[Problem]:
                 problems.append(((section, name), f"name {name!r} must {NAME_RULE}."))
     if len(set(config.seeds)) != len(config.seeds) or not config.seeds:
         problems.append((("seeds",), "seeds must be a non-empty list of distinct integers."))
-    if not re.match(r"^(cpu|cuda(:\d+)?|mps)$", config.device):
-        problems.append((("device",), f"expected cpu, cuda or cuda:N, got {config.device!r}."))
+    from varsec.devices import device_problem  # torch: only once a study is checked
+
+    device = device_problem(config.device)
+    if device is not None:
+        problems.append((("device",), device))
     for name, rec in config.recommenders.items():
         problems += _check_recommender(config, name, rec)
     for name, attack in config.attacks.items():

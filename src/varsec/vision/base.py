@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from varsec.errors import ConfigError, ModelError
+from varsec.vision.perturbation import check_float_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,14 +99,7 @@ class Backbone(nn.Module, ABC):
 
     def check_images(self, x: Tensor) -> None:
         """Raise a ConfigError unless ``x`` is a float N x C x H x W batch this backbone takes."""
-        if not isinstance(x, Tensor) or x.ndim != 4:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ConfigError(f"{self.name}: images must be an N x C x H x W tensor, got {shape}.")
-        if not x.is_floating_point():
-            raise ConfigError(
-                f"{self.name}: images must be float32 in [0, 1], got {x.dtype} "
-                "(convert uint8 pixels with x.float() / 255)."
-            )
+        check_float_images(x, self.name)
         channels = x.shape[1]
         if channels != self.input_channels and not (channels == 1 and self.input_channels == 3):
             raise ConfigError(
@@ -161,19 +155,6 @@ class Backbone(nn.Module, ABC):
 
     def _channel_text(self) -> str:
         return "1-channel" if self.input_channels == 1 else "1- or 3-channel"
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """A usable torch device: ``cpu`` or an available ``cuda[:n]``; a ConfigError otherwise."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be cpu or cuda[:n], got {device!r}.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for but CUDA is not available here.")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be cpu or cuda[:n], got {device!r}.")
-    return resolved
 
 
 def load_state_into(module: nn.Module, state: dict[str, Tensor], *, arch: str, source: str) -> None:

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from varsec import __version__
+from varsec.checkpoints import check_recorded_hash, cpu_state, read_checkpoint, write_checkpoint
+from varsec.devices import check_device
 from varsec.errors import ConfigError, ModelError
-from varsec.io import atomic_path, not_a_file_message
-from varsec.vision.base import Backbone, check_device, load_state_into
+from varsec.vision.base import Backbone, load_state_into
 from varsec.vision.registry import backbone_parameters, create_backbone
 
 FORMAT = "varsec-backbone"
@@ -57,49 +56,33 @@ def save_checkpoint(
         "varsec_version": __version__,
         "backbone": backbone.name,
         "backbone_kwargs": dict(backbone.arch_config),
-        "state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
+        "state_dict": cpu_state(backbone),
         "train_config": train_config,
         "catalog_hash": catalog_hash,
         "category_names": list(category_names) if category_names else None,
         "metrics": metrics or {},
         "checkpoint_hash": digest,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_checkpoint(path, payload)
     return digest
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelError(not_a_file_message(path, "no such checkpoint file"))
+def rebuild_backbone(name: Any, kwargs: dict[str, Any] | None, path: Path) -> Backbone:
+    """The backbone ``name`` a checkpoint at ``path`` records, built from its ``kwargs`` without
+    pretrained weights (the checkpoint's own replace them); a ModelError naming the file."""
+    kwargs = dict(kwargs or {})
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and EOF errors for bad files
-        raise ModelError(
-            f"{path}: not a readable varsec checkpoint ({type(exc).__name__}); "
-            "write one with `varsec train-extractor`."
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelError(
-            f"{path}: not a varsec backbone checkpoint (plain weights go to a backbone's "
-            "weights= argument instead)."
-        )
-    if payload.get("version", 0) > VERSION:
-        raise ModelError(
-            f"{path}: checkpoint format version {payload.get('version')} is newer than this "
-            f"varsec reads ({VERSION}); upgrade varsec."
-        )
-    return payload
+        if "weights" in backbone_parameters(name):
+            kwargs["weights"] = None
+        return create_backbone(name, **kwargs)
+    except ConfigError as exc:
+        reason = str(exc).rstrip(".")
+        raise ModelError(f"{path}: cannot rebuild its {name} backbone ({reason}).") from exc
 
 
 def _build(payload: dict[str, Any], path: Path) -> Backbone:
-    name, kwargs = payload["backbone"], dict(payload.get("backbone_kwargs") or {})
-    if "weights" in backbone_parameters(name):
-        kwargs["weights"] = None  # the checkpoint's own weights replace any pretrained ones
-    try:
-        backbone = create_backbone(name, **kwargs)
-    except ConfigError as exc:
-        raise ModelError(f"{path}: cannot rebuild its {name} backbone ({exc})") from exc
+    name = payload["backbone"]
+    backbone = rebuild_backbone(name, payload.get("backbone_kwargs"), path)
     load_state_into(backbone, payload["state_dict"], arch=name, source=str(path))
     return backbone
 
@@ -118,7 +101,8 @@ def load_checkpoint(
     """
     path = Path(path)
     check_device(device)
-    payload = _read_payload(path)
+    payload = read_checkpoint(path, "varsec backbone checkpoint", kind=FORMAT, version=VERSION,
+                              hint="; plain weights go to a backbone's weights= argument")
     name = payload.get("backbone")
     if expected_backbone is not None and name != expected_backbone:
         raise ModelError(
@@ -126,8 +110,8 @@ def load_checkpoint(
         )
     backbone = _build(payload, path)
     digest = backbone.weights_hash()
-    if verify and digest != payload.get("checkpoint_hash"):
-        raise ModelError(f"{path}: weights do not match the recorded checkpoint hash (corrupted?).")
+    if verify:
+        check_recorded_hash(path, payload.get("checkpoint_hash"), digest)
     backbone.eval().to(device)
     return Checkpoint(
         backbone=backbone,

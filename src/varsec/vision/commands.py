@@ -9,8 +9,13 @@ import numpy as np
 import typer
 
 from varsec.data.catalog import ItemCatalog
+from varsec.devices import DEVICE_HELP
 from varsec.errors import ConfigError, ModelError
 from varsec.io import check_output_file, save_npy_atomic, sha256_file, write_json_atomic
+from varsec.params import field_defaults
+from varsec.vision.training.config import TrainConfig
+
+T = field_defaults(TrainConfig)  # train-extractor's defaults: TrainConfig is their one home
 
 
 def load_catalog(spec: str, limit: int | None = None) -> ItemCatalog:
@@ -42,23 +47,31 @@ def _echo_epoch(record: dict[str, Any]) -> None:
 def train_extractor(
     out: Path = typer.Option(..., "--out", help="Checkpoint file to write (.pt)."),
     dataset: str = typer.Option("fashion-mnist", help="'fashion-mnist' or a catalog directory."),
-    backbone: str = typer.Option("fmnist-cnn", help="Registry name of the backbone."),
-    mode: str = typer.Option("standard", help="standard, pgd-at, free-at or curriculum-at."),
-    epochs: int = typer.Option(10, help="Epochs (free-at runs epochs / replays passes)."),
-    batch_size: int = typer.Option(128, help="Minibatch size."),
-    lr: float = typer.Option(0.05, help="Learning rate (cosine schedule)."),
-    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum) or adam (AdamW)."),
-    eps: float = typer.Option(8.0, help="Attack budget in 8-bit levels (8 means 8/255)."),
-    alpha: float | None = typer.Option(None, help="PGD step in 8-bit levels [2.5*eps/steps]."),
-    steps: int = typer.Option(7, help="PGD steps (pgd-at) or the top k (curriculum-at)."),
-    replays: int = typer.Option(4, help="free-at: replays m of each minibatch."),
-    patience: int = typer.Option(1, help="curriculum-at: epochs without gain before k+1."),
-    adv_fraction: float = typer.Option(0.5, help="curriculum-at: adversarial share per batch."),
+    backbone: str = typer.Option(T["backbone"], help="Registry name of the backbone."),
+    mode: str = typer.Option(T["mode"], help="standard, pgd-at, free-at or curriculum-at."),
+    epochs: int = typer.Option(T["epochs"], help="Epochs (free-at runs epochs / replays "
+                               "passes)."),
+    batch_size: int = typer.Option(T["batch_size"], help="Minibatch size."),
+    lr: float = typer.Option(T["lr"], help="Learning rate (cosine schedule)."),
+    optimizer: str = typer.Option(T["optimizer"], help="sgd (Nesterov momentum) or adam "
+                                  "(AdamW)."),
+    eps: float = typer.Option(T["eps"], help="Attack budget in 8-bit levels (8 means 8/255)."),
+    alpha: float | None = typer.Option(T["alpha"], help="PGD step in 8-bit levels "
+                                       "[2.5*eps/steps]."),
+    steps: int = typer.Option(T["steps"], help="PGD steps (pgd-at) or the top k "
+                              "(curriculum-at)."),
+    replays: int = typer.Option(T["replays"], help="free-at: replays m of each minibatch."),
+    patience: int = typer.Option(T["patience"], help="curriculum-at: epochs without gain "
+                                 "before k+1."),
+    adv_fraction: float = typer.Option(T["adv_fraction"], help="curriculum-at: adversarial "
+                                       "share per batch."),
     widths: str | None = typer.Option(None, help="fmnist-cnn channel widths [16,32,64]."),
-    max_train: int | None = typer.Option(None, help="Use at most this many training items."),
-    val_limit: int = typer.Option(1000, help="Validation items attacked to pick the best epoch."),
-    seed: int = typer.Option(0, help="Seed of initialisation, shuffling and attacks."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    max_train: int | None = typer.Option(T["max_train"], help="Use at most this many training "
+                                         "items."),
+    val_limit: int = typer.Option(T["val_limit"], help="Validation items attacked to pick the "
+                                  "best epoch."),
+    seed: int = typer.Option(T["seed"], help="Seed of initialisation, shuffling and attacks."),
+    device: str = typer.Option(T["device"], help=DEVICE_HELP),
     eval_eps: str | None = typer.Option(None, help="After training, PGD-20 test accuracy at "
                                         "these eps, e.g. 2,4,8."),
 ) -> None:
@@ -70,7 +83,7 @@ def train_extractor(
     Example: varsec train-extractor --mode pgd-at --eps 8 --epochs 5 --out runs/fmnist-at.pt
     """
     from varsec.vision.robustness import parse_eps_list
-    from varsec.vision.training import TrainConfig, train_classifier
+    from varsec.vision.training import train_classifier
 
     check_output_file(out, "a checkpoint file path such as model.pt")
     eval_budgets = parse_eps_list(eval_eps) if eval_eps else []  # checked before training
@@ -115,7 +128,7 @@ def robustness(
     limit: int | None = typer.Option(None, help="Evaluate a seeded sample of this many items."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     seed: int = typer.Option(0, help="Seed of the random starts."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Clean accuracy and PGD accuracy at each eps on the test part of the catalog.
 
@@ -157,7 +170,7 @@ def features(
     download: bool = typer.Option(False, help="Allow downloading torchvision weights."),
     cache_dir: Path | None = typer.Option(None, help="Feature cache [~/.cache/varsec/features]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
 ) -> None:
     """Extract features of every catalog image (batched, cached by backbone, layer, catalog).
 

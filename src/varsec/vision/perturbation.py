@@ -254,6 +254,26 @@ def uint8_to_float(images: Tensor | np.ndarray, device: torch.device | str | Non
     return tensor.float().div_(LEVELS)
 
 
+RANGE_SLACK = 1e-5  # float images may overshoot [0, 1] by rounding noise
+
+
+def check_float_images(x: Any, what: str, *, in_range: bool = False) -> None:
+    """A ConfigError naming ``what`` unless ``x`` is a float N x C x H x W tensor (and, with
+    ``in_range``, its values lie in [0, 1]): what every model and transform takes."""
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ConfigError(f"{what}: images must be an N x C x H x W tensor, got {shape}.")
+    if not x.is_floating_point():
+        raise ConfigError(f"{what}: images must be float32 in [0, 1], got {x.dtype} (convert "
+                          "uint8 pixels with x.float() / 255).")
+    if in_range and x.numel():
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+            raise ConfigError(
+                f"{what}: images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]."
+            )
+
+
 def float_to_uint8(images: Tensor, name: str = "images") -> Tensor:
     """Float images in [0, 1] -> uint8 on the same device: every pixel rounded to the nearest
     8-bit level (halves to even, as :func:`torch.round`), values outside [0, 1] clipped.

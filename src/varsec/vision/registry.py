@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,17 +33,8 @@ def _load_builtins() -> None:
     import varsec.vision.backbones  # noqa: F401  (registers the built-in backbones)
     from varsec.registry import load_plugins
 
-    load_plugins("varsec.backbones", _register_plugin)
-
-
-def _register_plugin(name: str, loaded: Any) -> None:
-    """An entry point's object: a module (its backbones registered themselves) or a Backbone
-    class, registered under the entry point's name unless its decorator did."""
-    if isinstance(loaded, type) and issubclass(loaded, Backbone):
-        if loaded not in _REGISTRY.values():
-            register_backbone(name)(loaded)
-    elif not isinstance(loaded, types.ModuleType):
-        raise TypeError(f"{loaded!r} is not a varsec Backbone class or a module")
+    load_plugins("varsec.backbones", "Backbone", lambda cls: issubclass(cls, Backbone),
+                 _REGISTRY, register_backbone)
 
 
 def known_backbones() -> list[str]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from varsec.checkpoints import read_checkpoint
 from varsec.errors import ModelError
-from varsec.io import not_a_file_message, sha256_file
+from varsec.io import sha256_file
 
 
 def torchvision_cache_dir() -> Path:
@@ -23,19 +23,12 @@ def torchvision_cache_dir() -> Path:
 
 
 def read_state_dict(path: str | os.PathLike[str], *, arch: str) -> dict[str, Tensor]:
-    """Read a state dict from a ``.pth`` file (safely: tensors only, never arbitrary pickles).
+    """Read a state dict from a ``.pth`` file (:func:`varsec.checkpoints.read_checkpoint`:
+    tensors and plain values only, never arbitrary pickles).
 
     A dict wrapping the weights under ``state_dict`` or ``model`` is unwrapped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(not_a_file_message(path, f"weights file for {arch} not found"))
-    try:
-        payload: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds (pickle, zip, EOF) for bad files
-        raise ModelError(
-            f"{path}: not a readable PyTorch weights file for {arch} ({type(exc).__name__})."
-        ) from exc
+    payload = read_checkpoint(path, f"{arch} weights file")
     if isinstance(payload, dict):
         for key in ("state_dict", "model"):
             if isinstance(payload.get(key), dict):

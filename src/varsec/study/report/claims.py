@@ -494,6 +494,12 @@ def _chr(evidence: _Evidence, clean: Stage, attacked: Stage) -> tuple[float, flo
     return float(after.mean()), float(before.mean()), evidence.p_value(after, before)
 
 
+def _no_poisoning_runs(model: str) -> Verdict:
+    """Not run: a claim of 001 on ``model`` with none of its category attacks."""
+    return _not_run(f"poisoning category attacks on {model} over adversarially trained "
+                    "extractors (001's threat model; evasion runs do not count)")
+
+
 def at_does_not_stop_push(results: StudyResults) -> Verdict:
     """001 on VBPR ("the data poisoning is always effective in any defended settings"): the
     strongest attack still raises CHR@K significantly on every VBPR over an adversarially trained
@@ -501,8 +507,7 @@ def at_does_not_stop_push(results: StudyResults) -> Verdict:
     converge (a converged one might have pushed)."""
     pairs = _category_pairs(results, "vbpr")
     if not pairs:
-        return _not_run("poisoning category attacks on VBPR over adversarially trained "
-                        "extractors (001's threat model; evasion runs do not count)")
+        return _no_poisoning_runs("VBPR")
     evidence = _Evidence(results)
     k = results.config.evaluation.chr_k
     by_model: dict[tuple, list[tuple[float, float, float, Stage]]] = {}
@@ -528,8 +533,7 @@ def amr_at_stops_push(results: StudyResults) -> Verdict:
     that did not converge leaves its "not raised" open."""
     pairs = _category_pairs(results, "amr")
     if not pairs:
-        return _not_run("poisoning category attacks on AMR over adversarially trained "
-                        "extractors (001's threat model; evasion runs do not count)")
+        return _no_poisoning_runs("AMR")
     evidence = _Evidence(results)
     k = results.config.evaluation.chr_k
     for clean, attacked in pairs:

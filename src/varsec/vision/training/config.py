@@ -6,10 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from varsec.devices import check_device
 from varsec.errors import ConfigError
 from varsec.params import check_choice, check_int, check_number, plain_fields
 from varsec.vision.adversarial import check_eps
-from varsec.vision.base import check_device
+from varsec.vision.perturbation import default_alpha
 
 MODES = ("standard", "pgd-at", "free-at", "curriculum-at")
 OPTIMIZERS = ("sgd", "adam")
@@ -102,7 +103,7 @@ class TrainConfig:
     @property
     def attack_alpha(self) -> float:
         """The PGD step size in 8-bit levels (default 2.5 * eps / steps)."""
-        return self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
+        return self.alpha if self.alpha is not None else default_alpha(self.eps, self.steps)
 
     @property
     def selection(self) -> str:
