@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from study_standins import dry_run_error
 
 from varsec.cli import main
 from varsec.errors import ConfigError
@@ -192,15 +193,7 @@ def test_the_cli_refuses_a_study_name_that_escapes_runs(tmp_path, capsys, monkey
 
 
 # -- every method's params, checked against the registered classes (issue 14) ---------------
-def _dry_run_error(tmp_path, capsys, text: str) -> str:
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
-    captured = capsys.readouterr()
-    lines = [t for t in captured.err.splitlines() if t.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert not (tmp_path / "out").exists()
-    return lines[0]
+_dry_run_error = dry_run_error  # tests/study/study_standins.py
 
 
 @pytest.mark.parametrize(("old", "new", "where", "what"), [

@@ -92,8 +92,11 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _build(payload: dict[str, Any], path: Path) -> Backbone:
+def _build(payload: dict[str, Any], path: Path, into: Backbone | None = None) -> Backbone:
     name, kwargs = payload["backbone"], dict(payload.get("backbone_kwargs") or {})
+    if into is not None:  # built by its owner (an external factory): only the weights are read
+        load_state_into(into, payload["state_dict"], arch=type(into).__name__, source=str(path))
+        return into
     if "weights" in backbone_parameters(name):
         kwargs["weights"] = None  # the checkpoint's own weights replace any pretrained ones
     try:
@@ -110,11 +113,14 @@ def load_checkpoint(
     *,
     device: str = "cpu",
     verify: bool = True,
+    into: Backbone | None = None,
 ) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` and rebuild its backbone.
 
     ``expected_backbone`` names the architecture the caller needs: a checkpoint of another one is
     a ModelError. ``verify`` recomputes the checkpoint hash (a mismatch: a corrupted file).
+    ``into``: a backbone built by its owner (one the registry does not know, such as a study's
+    external factory builds) that receives the saved weights instead of a rebuilt one.
     """
     path = Path(path)
     check_device(device)
@@ -124,7 +130,7 @@ def load_checkpoint(
         raise ModelError(
             f"{path}: checkpoint is for backbone {name!r}, not the expected {expected_backbone!r}."
         )
-    backbone = _build(payload, path)
+    backbone = _build(payload, path, into)
     digest = backbone.weights_hash()
     if verify and digest != payload.get("checkpoint_hash"):
         raise ModelError(f"{path}: weights do not match the recorded checkpoint hash (corrupted?).")
