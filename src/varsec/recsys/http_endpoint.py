@@ -244,8 +244,8 @@ class HttpRecommender(Recommender):
         except urllib.error.URLError as exc:
             raise ModelError(f"endpoint {url} is unreachable ({exc.reason}).") from None
         except TimeoutError:
-            raise ModelError(f"endpoint {url} did not answer within {self.hp.timeout:g} "
-                             "seconds (params.timeout).") from None
+            raise ModelError(f"endpoint {url} did not answer within its timeout "
+                             f"({self.hp.timeout:g} s, params.timeout).") from None
         except (http.client.HTTPException, OSError) as exc:
             raise ModelError(f"endpoint {url} broke off its answer ({type(exc).__name__}: "
                              f"{exc}).") from None
