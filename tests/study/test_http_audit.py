@@ -95,3 +95,18 @@ def test_every_query_to_the_endpoint_is_counted_in_the_stage_info(runs):
     assert "endpoint" not in _info(remote, "attack", attack="csema")  # no model at all
     assert _info(remote, "recommender", recommender="vbpr")["endpoint"] == {"requests": 1}
     assert "endpoint" not in _info(local, "attack", attack="score")
+
+
+def test_an_unreachable_endpoint_stops_the_run_with_one_line(tmp_path):
+    import socket
+
+    from varsec.errors import ModelError
+
+    with socket.socket() as bound:  # bound, not listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        text = IN_PROCESS.replace(VBPR, f'  vbpr: {{kind: http, params: {{url: '
+                                        f'"http://127.0.0.1:{port}"}}}}')
+        with pytest.raises(ModelError, match=rf"^endpoint http://127\.0\.0\.1:{port}/info is "
+                           r"unreachable \(.*\)\.$"):
+            run_tiny_real_study(text, tmp_path)
