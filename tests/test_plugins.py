@@ -9,6 +9,7 @@ with pip into a directory of its own and audits its model with ``varsec run`` in
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -102,6 +103,8 @@ extractors:
 recommenders:
   bpr: {kind: bpr-mf, params: {factors: 8, epochs: 2, early_stopping: false}}
   mine: {kind: pop-visual, extractor: cnn, params: {popularity_weight: 0.2}}
+  built: {kind: external, factory: "varsec_example_plugin.model:build", extractor: cnn,
+          params: {popularity_weight: 0.2}}
   pipe: {kind: two-stage, first_stage: bpr, ranker: mine, k: 20}
 attacks:
   insa: {kind: insa, recommender: pipe, eps: [16], steps: 5, n_items: 10, params: {lr: 4}}
@@ -143,3 +146,15 @@ def test_the_example_plugin_is_installed_and_audited_by_varsec_run(tmp_path, fmn
     promoted = rows[(rows.recommender == "pipe") & (rows.metric == "HR_cold")]
     assert {"insa", "csema"} <= set(promoted.attack)
     assert "mine" in set(rows.recommender)
+    # the same model built by the package's factory (kind: external) gives the same numbers
+    sampled = rows[rows.protocol.str.startswith("sampled") & (rows.attack == "none")]
+
+    def ranking(name: str) -> pd.Series:
+        return sampled[sampled.recommender == name].set_index(["metric", "k"])["value"].sort_index()
+
+    assert len(ranking("built")) > 5 and ranking("built").equals(ranking("mine"))
+
+    configs = [json.loads(p.read_text())["config"]
+               for p in (tmp_path / "out" / "cache" / "recommender").glob("*/stage.json")]
+    built = next(c for c in configs if c.get("factory"))
+    assert built["package"] == "varsec-example-plugin==0.1.0"  # keys the cache with its code

@@ -34,7 +34,7 @@ defenses:
 
 def test_the_builtin_defenses_are_registered_with_their_facts():
     assert set(known_defenses()) == {"jpeg", "bit-depth", "median", "resize-pad",
-                                     "adversarial-training", "reconstruction"}
+                                     "adversarial-training", "reconstruction", "external"}
     assert set(TRANSFORMS) == {"jpeg", "bit-depth", "median", "resize-pad"}
     facts = {n: (defense_class(n).strength, defense_class(n).default_sweep,
                  defense_class(n).adaptive, defense_class(n).pixel) for n in known_defenses()}
@@ -45,6 +45,7 @@ def test_the_builtin_defenses_are_registered_with_their_facts():
         "resize-pad": ("ratio", (0.95, 0.9, 0.8), "eot", True),
         "adversarial-training": (None, (), None, False),
         "reconstruction": (None, (), "detector-aware", True),
+        "external": (None, (), "the transform's own (bpda or eot)", True),  # built by a factory
     }
 
 
@@ -54,7 +55,7 @@ def test_names_are_unique_and_unknown_ones_list_the_known():
     with pytest.raises(TypeError, match="not a defense class"):
         register_defense("thing")(object)
     with pytest.raises(ConfigError, match=r"unknown defense 'blur' \(known: "
-                                          r"adversarial-training, bit-depth, jpeg"):
+                                          r"adversarial-training, bit-depth, external, jpeg"):
         defense_class("blur")
 
 

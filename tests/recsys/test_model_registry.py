@@ -24,6 +24,7 @@ from varsec.recsys import (
     register_recommender,
 )
 from varsec.recsys import base as recsys_base
+from varsec.recsys.http_endpoint import HttpRecommender
 
 # name -> (class, aliases, visual, needs_features, pairwise, item_to_item)
 BUILTINS = {
@@ -33,7 +34,10 @@ BUILTINS = {
     "dvbpr": (DVBPR, (), True, False, True, False),
     "alexrank": (AlexRank, (), True, True, False, False),
     "knn": (VisualKNN, ("visual-knn",), True, True, False, True),
+    "http": (HttpRecommender, (), True, False, False, False),
 }
+# What a model needs to be built at all (the endpoint of an http model; nothing is contacted).
+REQUIRED = {"http": {"url": "http://127.0.0.1:9"}}
 
 
 def test_the_builtins_are_registered_under_their_names_sorted():
@@ -46,7 +50,7 @@ def test_every_class_is_found_by_name_and_alias_with_its_facts(name):
     for key in (name, *aliases):
         assert recommender_class(key) is cls
         assert RECOMMENDERS[key] is cls
-        assert type(create_recommender(key, seed=1)) is cls
+        assert type(create_recommender(key, seed=1, **REQUIRED.get(name, {}))) is cls
     assert cls.name == name and cls.aliases == aliases
     facts = (cls.visual, cls.needs_features, cls.pairwise, cls.item_to_item)
     assert facts == (visual, needs_features, pairwise, item_to_item)
@@ -56,7 +60,7 @@ def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(ConfigError) as caught:
         recommender_class("mf")
     assert str(caught.value) == ("unknown recommender 'mf' (known: alexrank, amr, bpr-mf, dvbpr, "
-                                 "knn, vbpr).")
+                                 "http, knn, vbpr).")
 
 
 def test_a_new_model_registers_from_its_own_file(scratch_registry):
@@ -111,8 +115,12 @@ def test_dvbpr_checks_its_backbone_when_built(kwargs, message):
 @pytest.mark.parametrize("name", known_recommenders())
 def test_every_visual_recommender_scores_images_differentiably(name, fitted, planted):
     """Every registered model (one fitted instance of each in conftest's ``fitted``): a visual
-    one scores images through a graph the attacks can follow back to the pixels."""
+    one scores images through a graph the attacks can follow back to the pixels (a query-only
+    model declares that it does not: tests/recsys/test_http_endpoint.py)."""
     cls = recommender_class(name)
+    if not cls.differentiable:
+        assert cls.visual  # it scores images, without gradients
+        return
     model = next((m for m in fitted.values() if type(m) is cls), None)
     assert model is not None, f"add a fitted {cls.__name__} to tests/recsys/conftest.py"
     if not cls.visual:

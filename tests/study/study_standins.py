@@ -278,3 +278,18 @@ def run_tiny_real_study(text: str, out):
             return run_study(load_study_text(text), out, log=None)
     finally:
         torch.set_num_threads(before)
+
+
+def dry_run_error(tmp_path, capsys, text: str) -> str:
+    """The one line ``varsec run --dry-run`` prints for the study ``text`` (exit status 2,
+    nothing written)."""
+    from varsec.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    lines = [t for t in captured.err.splitlines() if t.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert not (tmp_path / "out").exists()
+    return lines[0]

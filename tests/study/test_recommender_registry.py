@@ -37,8 +37,9 @@ def _error(*entries: str) -> str:
 
 
 @pytest.mark.parametrize(("table", "before"), [
-    (RECOMMENDER_KINDS, ("bpr-mf", "vbpr", "amr", "dvbpr", "alexrank", "knn", "two-stage")),
-    (VISUAL_KINDS, ("vbpr", "amr", "dvbpr", "alexrank", "knn")),
+    (RECOMMENDER_KINDS, ("bpr-mf", "vbpr", "amr", "dvbpr", "alexrank", "knn", "http",
+                         "two-stage", "external")),
+    (VISUAL_KINDS, ("vbpr", "amr", "dvbpr", "alexrank", "knn", "http")),
     (FEATURE_KINDS, ("vbpr", "amr", "alexrank", "knn")),
     (POISON_KINDS, ("vbpr", "amr", "alexrank", "knn")),
     (RECONSTRUCTION_MODELS, ("vbpr", "amr")),
@@ -47,7 +48,7 @@ def _error(*entries: str) -> str:
 ])
 def test_the_derived_tables_hold_the_hand_written_ones(table, before):
     assert set(table) == set(before) and len(table) == len(before)
-    names = [n for n in before if n != "two-stage"]
+    names = [n for n in before if n not in ("two-stage", "external")]
     assert list(table)[: len(names)] == sorted(names)  # registry names sorted, extras last
 
 
@@ -56,7 +57,8 @@ def test_a_derived_table_behaves_like_a_tuple():
     assert FEATURE_KINDS == ["alexrank", "amr", "knn", "vbpr"]
     assert "knn" in ITEM2ITEM_KINDS and "bpr-mf" not in VISUAL_KINDS
     assert ", ".join(RECONSTRUCTION_MODELS) == "amr, vbpr" and RECONSTRUCTION_MODELS[-1] == "vbpr"
-    assert RECOMMENDER_KINDS[-1] == "two-stage" and repr(BPR_KINDS) == "('amr', 'dvbpr', 'vbpr')"
+    assert RECOMMENDER_KINDS[-2:] == ("two-stage", "external")
+    assert repr(BPR_KINDS) == "('amr', 'dvbpr', 'vbpr')"
     assert FEATURE_KINDS != ("vbpr",)
 
 
@@ -69,8 +71,8 @@ def test_importing_the_schema_does_not_load_torch():
 
 def test_an_unknown_kind_lists_the_registered_names():
     assert _error("r: {kind: mf}") == ("s.yaml:4: recommenders.r.kind: unknown recommender kind "
-                                       "'mf' (known: alexrank, amr, bpr-mf, dvbpr, knn, vbpr, "
-                                       "two-stage).")
+                                       "'mf' (known: alexrank, amr, bpr-mf, dvbpr, http, knn, "
+                                       "vbpr, two-stage, external).")
 
 
 def test_an_alias_is_read_as_the_name_and_plans_the_same_stages():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from study_standins import PIPELINE_MODELS
+from study_standins import PIPELINE_MODELS, dry_run_error
 
 from varsec.cli import main
 from varsec.errors import ConfigError
@@ -185,15 +185,6 @@ def test_the_cli_refuses_a_study_name_that_escapes_runs(tmp_path, capsys, monkey
 
 
 # -- every method's params, checked against the registered classes (issue 14) ---------------
-def _dry_run_error(tmp_path, capsys, text: str) -> str:
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
-    captured = capsys.readouterr()
-    lines = [t for t in captured.err.splitlines() if t.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert not (tmp_path / "out").exists()
-    return lines[0]
 
 
 @pytest.mark.parametrize(("old", "new", "where", "what"), [
@@ -211,5 +202,5 @@ def _dry_run_error(tmp_path, capsys, text: str) -> str:
 ])
 def test_every_bad_method_value_stops_a_dry_run_with_file_line_and_path(
         old, new, where, what, tmp_path, capsys):
-    line = _dry_run_error(tmp_path, capsys, BASE.replace(old, new))
+    line = dry_run_error(tmp_path, capsys, BASE.replace(old, new))
     assert where in line and what in line

@@ -167,6 +167,7 @@ class CSemaAttack(AttackMethod):
     iterative = False
     uses_eps = False
     gradient = False
+    needs_gradients = False
     how = "a pasted patch"
     title = "c-SEMA"
     paper = "000 sec 4.3"

@@ -39,7 +39,10 @@ class AttackMethod:
     study's ``alpha`` (PGD-style step); ``iterative``: has steps that can converge;
     ``step_unit``: what its step size counts (8-bit levels, or C&W-L2's tanh-space rate);
     ``uses_eps``: has an L-inf budget; ``gradient``: follows a gradient (can adapt to a
-    defense), else ``how`` says what it does instead; ``title``: its name in reports.
+    defense), else ``how`` says what it does instead; ``needs_gradients``: backpropagates
+    through the model it attacks (a white-box attack), so the model must be differentiable; a
+    query-only attack (Square, which only scores uploads) and c-SEMA (no model) do not, and can
+    audit a model that only answers scores; ``title``: its name in reports.
     """
 
     name: ClassVar[str] = ""
@@ -53,6 +56,7 @@ class AttackMethod:
     uses_eps: ClassVar[bool] = True
     norm: ClassVar[str] = "linf"
     gradient: ClassVar[bool] = True
+    needs_gradients: ClassVar[bool] = True
     how: ClassVar[str] = ""
     title: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}

@@ -127,6 +127,7 @@ class SquareAttack(AttackMethod):
 
     steps = 5000
     step_unit = "queries"
+    needs_gradients = False  # it only scores uploads: it audits a query-only model too
     paper = "Andriushchenko et al. 2020"
     params: ClassVar[dict[str, Param]] = {
         "p_init": Param(0.8, float, low=0, low_open=True, high=1, doc="share of the image the "

@@ -49,8 +49,9 @@ IMAGE_BATCH = 512
 _REGISTRY: dict[str, type[Recommender]] = {}
 # Registered config names and aliases -> class (register_recommender).
 _NAMES: dict[str, type[Recommender]] = {}
-# Names a model cannot take: the two-stage pipeline (two_stage.py) is built from two models.
-RESERVED_NAMES = ("two-stage",)
+# Names a model cannot take: the two-stage pipeline (two_stage.py) is built from two models,
+# and an external model is built by the factory a study names (varsec.registry).
+RESERVED_NAMES = ("two-stage", "external")
 
 
 class Recommender(nn.Module):
@@ -80,6 +81,11 @@ class Recommender(nn.Module):
     # Answers item-to-item queries (the most similar items of a query item): item-to-item
     # attacks are evaluated on it.
     item_to_item: ClassVar[bool] = False
+    # score_images is differentiable in the pixels, so white-box attacks (INSA, EXPA, PGD on
+    # the BPR loss, ...) can backpropagate through it. False: a query-only model (it scores
+    # images, e.g. behind an HTTP endpoint, but gives no gradient), audited by the attacks that
+    # need no gradient (Square on its scores or on probe ranks, c-SEMA) and evaluated as usual.
+    differentiable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -363,8 +369,9 @@ def register_recommender(name: str, *, aliases: Iterable[str] = ()) -> Callable[
             raise TypeError(f"{cls!r} is not a Recommender subclass.")
         for key in keys:
             if key in RESERVED_NAMES:
-                raise ConfigError(f"recommender name {key!r} is reserved for the pipeline of "
-                                  "two registered models.")
+                what = "the pipeline of two registered models" if key == RESERVED_NAMES[0] \
+                    else "models a study's factory builds"
+                raise ConfigError(f"recommender name {key!r} is reserved for {what}.")
             if _NAMES.get(key, cls) is not cls:
                 raise ConfigError(f"recommender name {key!r} is already registered "
                                   f"(by {_NAMES[key].__name__}).")
@@ -383,6 +390,18 @@ def _load_builtins() -> None:
     import_submodules("varsec.recsys")
     load_plugins("varsec.recommenders", "Recommender", lambda cls: issubclass(cls, Recommender),
                  _NAMES, register_recommender)
+
+
+def missing_methods(cls: type[Recommender]) -> list[str]:
+    """The methods a Recommender subclass must implement and does not: ``_fit``, ``_score``,
+    ``_build`` (a study reloads every model from its checkpoint in later stages) and, for a
+    visual model, ``_score_features`` or ``_score_images``."""
+    missing = [name for name in ("_fit", "_score", "_build")
+               if getattr(cls, name) is getattr(Recommender, name)]
+    if cls.visual and cls._score_features is Recommender._score_features and \
+            cls._score_images is Recommender._score_images:
+        missing.append("_score_images")
+    return missing
 
 
 def known_recommenders() -> list[str]:
@@ -536,6 +555,7 @@ __all__ = [
     "create_recommender",
     "extract_features",
     "known_recommenders",
+    "missing_methods",
     "part_size",
     "recommender_class",
     "register_recommender",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -97,6 +98,13 @@ def thread_limits(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _endpoint_usage() -> dict[str, int]:
+    """Requests and uploads this process has sent to HTTP endpoints so far (none before the
+    endpoint recommender's module is loaded)."""
+    module = sys.modules.get("varsec.recsys.http_endpoint")
+    return module.endpoint_usage() if module is not None else {}
+
+
 def execute_stage(stage: Stage, out: str | Path, study: Any, stages: dict[str, Stage],
                   device: str = "cpu", log: Any = None,
                   impl: StageImpl | None = None) -> StageStatus:
@@ -120,7 +128,12 @@ def execute_stage(stage: Stage, out: str | Path, study: Any, stages: dict[str, S
             ctx = StageContext(stage=stage, workdir=workdir, study=study, device=device,
                                log=log or (lambda message: None))
             seed_everything(int(stage.config.get("seed", 0)))
+            before = _endpoint_usage()
             rows = impl.fn(ctx, stage.config, inputs)
+            spent = {k: v - before.get(k, 0) for k, v in _endpoint_usage().items()
+                     if v != before.get(k, 0)}
+            if spent:  # what the stage asked of a model behind an endpoint (kind: http)
+                ctx.info["endpoint"] = spent
             frame = rows_frame(rows, stage.labels, study.study)
             frame.to_parquet(workdir / ROWS, index=False)
             (workdir / INFO).write_text(json.dumps(ctx.info, indent=2, sort_keys=True,

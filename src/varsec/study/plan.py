@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from varsec.attacks.registry import attack_method
+from varsec.study.external import external_fields, has_facts
 from varsec.study.schema import (
     DATASET_OPTIONAL,
     EVASION,
-    FEATURE_KINDS,
-    ITEM2ITEM_KINDS,
     POISONING,
     AttackSection,
     DefenseSection,
@@ -162,9 +161,11 @@ def _plan_seed(planner: _Planner, data: Stage, seed: int, dataset: str) -> None:
 def _extractor_config(config: StudyConfig, name: str, seed: int) -> dict[str, Any]:
     section = config.extractors[name]
     slice_ = section.model_dump(mode="json")
-    for key, default in (("catalog_half", None), ("seed_offset", 0)):
+    for key, default in (("catalog_half", None), ("seed_offset", 0), ("factory", None),
+                         ("version", None)):
         if slice_[key] == default:  # absent by default, so the other extractors keep their keys
             del slice_[key]
+    slice_.update(external_fields(section))
     slice_["seed"] = seed + section.seed_offset
     if section.train_on == "source" and section.training != "none" and not section.checkpoint:
         slice_["source"] = {k: getattr(config.dataset, k)
@@ -200,6 +201,7 @@ def _plan_recommenders(planner: _Planner, data: Stage, extractors: dict[str, Sta
             slice_["extractor"] = rec.extractor
             if rec.observed_users < 1:  # absent otherwise, so the other models keep their keys
                 slice_["observed_users"] = rec.observed_users
+            slice_.update(external_fields(rec))
             if rec.extractor and rec.extractor in extractors:
                 inputs["extractor"] = extractors[rec.extractor]
         labels = {**base, "recommender": name, "extractor": _extractor_of(config, name)}
@@ -352,9 +354,9 @@ def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: 
         return list(attack.evaluate)
     if target in config.recommenders:
         return [target]
-    family = attack_family(attack)
-    kinds = ITEM2ITEM_KINDS if family == "item2item" else FEATURE_KINDS
-    return [n for n, r in config.recommenders.items() if r.kind in kinds and r.extractor == target]
+    fact = "item_to_item" if attack_family(attack) == "item2item" else "needs_features"
+    return [n for n, r in config.recommenders.items()
+            if has_facts(r, fact) and r.extractor == target]
 
 
 def _attack_evaluations(planner: _Planner, data: Stage, extractors: dict[str, Stage],

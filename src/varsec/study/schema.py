@@ -29,11 +29,22 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
 
 from varsec.errors import ConfigError, VarsecWarning
+from varsec.registry import EXTERNAL, check_factory_spec
+from varsec.study.external import (
+    built_backbone,
+    check_external,
+    external_fields,
+    has_facts,
+    is_external,
+    kind_text,
+    white_box_problem,
+)
 from varsec.study.yamlfile import PathKey, format_path, load_yaml, load_yaml_text
 
 PROFILES = ("quick", "default", "paper")
@@ -87,7 +98,7 @@ class RegisteredKinds(Sequence[str]):
 
 # The pipeline of two registered models (varsec.recsys.two_stage), a recommender kind of studies.
 TWO_STAGE = "two-stage"
-RECOMMENDER_KINDS = RegisteredKinds(extra=(TWO_STAGE,))
+RECOMMENDER_KINDS = RegisteredKinds(extra=(TWO_STAGE, EXTERNAL))
 VISUAL_KINDS = RegisteredKinds("visual")
 FEATURE_KINDS = RegisteredKinds("needs_features")  # take features from an extractor
 BPR_KINDS = RegisteredKinds("visual", "pairwise")  # what the BPR objective attacks
@@ -223,10 +234,36 @@ EpsList = Annotated[list[Eps], BeforeValidator(_as_list)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+def _check_factory(value: str | None) -> str | None:
+    return None if value is None else check_factory_spec(value)
+
+
+Factory = Annotated[str | None, AfterValidator(_check_factory)]
+
+
+def _factory_field(arguments: str) -> Any:
+    return Field(None, description=f"{EXTERNAL} only: 'package.module:callable' that varsec "
+                 f"imports and calls with {arguments} as keyword arguments to build the "
+                 "method (README, 'Auditing your own model')")
+
+
+def _version_field() -> Any:
+    return Field(None, description="a label you change whenever the method's code or weights "
+                 "change outside varsec (external, http: varsec cannot hash foreign code); it "
+                 "keys the cache of its stages")
+
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, defaults are validated too."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=False)
+
+
+class BuildableSection(Section):
+    """A section whose method an external factory may build (``kind: external``); validation
+    keeps the class of what the factory built (:class:`varsec.study.external.Built`)."""
+
+    _built: Any = PrivateAttr(default=None)
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -282,13 +319,17 @@ def simulation_sizes(dataset: DatasetSection) -> dict[str, int]:
             if getattr(dataset, key) is not None}
 
 
-class ExtractorSection(Section):
+class ExtractorSection(BuildableSection):
     """A feature extractor / classifier backbone and how it is trained (DESIGN.md section 4)."""
 
     backbone: str = Field("fmnist-cnn", description="registered backbone name (fmnist-cnn, "
-                          "efficientnet-lite0, resnet50, alexnet, vgg16)")
+                          "efficientnet-lite0, resnet50, alexnet, vgg16), or external (built "
+                          "by factory, used as built: training none)")
     backbone_options: dict[str, Any] = Field(
-        default_factory=dict, description="keyword arguments of the backbone, e.g. widths")
+        default_factory=dict, description="keyword arguments of the backbone (external: of "
+        "its factory), e.g. widths")
+    factory: Factory = _factory_field("backbone_options")
+    version: str | None = _version_field()
     checkpoint: str | None = Field(None, description="an existing backbone checkpoint (.pt) to "
                                    "use instead of training one")
     training: Literal["standard", "pgd-at", "free-at", "curriculum-at", "none"] = Field(
@@ -321,11 +362,18 @@ class ExtractorSection(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="further training "
                                     "settings (fields of varsec.vision.TrainConfig)")
 
+    @model_validator(mode="after")
+    def _external_untrained(self) -> ExtractorSection:
+        """An external backbone is used as its factory builds it unless training is given."""
+        if self.backbone == EXTERNAL and "training" not in self.model_fields_set:
+            self.training = "none"
+        return self
+
 
 def _check_recommender_kind(value: str) -> str:
     """A registered recommender name or alias (an alias becomes the name it stands for, so both
     give the same stages), or two-stage."""
-    if value == TWO_STAGE:
+    if value in (TWO_STAGE, EXTERNAL):
         return value
     from varsec.recsys import RECOMMENDERS
 
@@ -336,13 +384,14 @@ def _check_recommender_kind(value: str) -> str:
     return klass.name
 
 
-class RecommenderSection(Section):
+class RecommenderSection(BuildableSection):
     """A recommender (DESIGN.md section 5)."""
 
     kind: Annotated[str, AfterValidator(_check_recommender_kind)] = Field(
         "bpr-mf", description="a registered recommender (varsec.recsys.known_recommenders(); "
-        "built in: bpr-mf, vbpr, amr, dvbpr, alexrank, knn = visual item-kNN) or two-stage "
-        "(AIP: BPR candidates + a visual ranker)")
+        "built in: bpr-mf, vbpr, amr, dvbpr, alexrank, knn = visual item-kNN, http = a model "
+        "behind an endpoint), two-stage (AIP: BPR candidates + a visual ranker) or external "
+        "(built by factory)")
     extractor: str | None = Field(None, description="extractor whose features the model uses "
                                   "(feature-based models: vbpr, amr, alexrank, knn); 'catalog' = "
                                   "the catalog's own")
@@ -359,6 +408,8 @@ class RecommenderSection(Section):
                                   "is fitted on, as an attacker who observes only some accounts "
                                   "(1 = all); attack it and evaluate another with evaluate: for "
                                   "a transfer attack")
+    factory: Factory = _factory_field("params (and seed, device when it takes them)")
+    version: str | None = _version_field()
 
 
 class PaperBudget(Section):
@@ -469,13 +520,14 @@ def diagnosis_attack(attack: AttackSection) -> AttackSection | None:
                                      "steps": sweep.steps or attack.steps})
 
 
-class DefenseSection(Section):
+class DefenseSection(BuildableSection):
     """A defense swept over its strengths (DESIGN.md section 8)."""
 
     kind: Annotated[str, AfterValidator(_check_defense_kind)] = Field(
         "jpeg", description="a registered defense: jpeg, bit-depth, median, resize-pad (input "
-        "transforms), adversarial-training (robust extractors), reconstruction (Yin), ... "
-        "(the list of defenses below gives each one's strength and default sweep)")
+        "transforms), adversarial-training (robust extractors), reconstruction (Yin), external "
+        "(an input transform built by factory), ... (the list of defenses below gives each "
+        "one's strength and default sweep)")
     strengths: list[float] = Field(default_factory=list, description="levels swept: JPEG "
                                    "qualities, bits, median windows, resize ratios; [] = the "
                                    "kind's default sweep")
@@ -493,7 +545,9 @@ class DefenseSection(Section):
                                    "of varsec.defenses.DefenseConfig (width, blocks, "
                                    "recon_epochs, ...) and detection_eps, random_resize_pad, "
                                    "adaptive_penalty, adaptive_margin, eot_samples; resize-pad: "
-                                   "eot_samples")
+                                   "eot_samples; external: the factory's keyword arguments")
+    factory: Factory = _factory_field("params")
+    version: str | None = _version_field()
 
     def adapts(self, attack: str) -> bool:
         """True when ``attack`` is also run adaptively through this defense."""
@@ -828,8 +882,11 @@ def _known(names: typing.Iterable[str]) -> str:
 
 
 def check_references(config: StudyConfig) -> list[Problem]:
-    """Every reference between sections and every kind-specific requirement, as problems."""
-    problems: list[Problem] = []
+    """Every reference between sections and every kind-specific requirement, as problems
+    (the external factories first: a method that cannot be built has no facts to check)."""
+    problems: list[Problem] = check_external(config)
+    if problems:
+        return problems
     if not NAME_RE.match(config.study):
         problems.append((("study",), f"the study name {config.study!r} names its output "
                          f"directory (runs/<study>): it must {NAME_RULE}."))
@@ -917,19 +974,21 @@ def _check_recommender(config: StudyConfig, name: str, rec: RecommenderSection) 
     here: PathKey = ("recommenders", name)
     problems: list[Problem] = []
     extractors = config.extractors
-    if rec.kind in FEATURE_KINDS:
+    if has_facts(rec, "needs_features"):
         if rec.extractor is None:
-            problems.append(((*here, "extractor"), f"a {rec.kind} recommender needs an extractor "
-                             f"(known: {_known([*extractors, CATALOG_FEATURES])})."))
+            problems.append(((*here, "extractor"), f"a {kind_text(rec)} recommender needs an "
+                             f"extractor (known: {_known([*extractors, CATALOG_FEATURES])})."))
         elif rec.extractor != CATALOG_FEATURES and rec.extractor not in extractors:
             problems.append(((*here, "extractor"), f"{rec.extractor!r} is not an extractor of "
                              f"this study (known: {_known([*extractors, CATALOG_FEATURES])})."))
     elif rec.extractor is not None:
         # A visual model that takes no features learns from pixels with its own CNN (DVBPR).
-        why = "learns its own CNN (set params.backbone)" if rec.kind in VISUAL_KINDS else \
-            "uses no image features"
-        problems.append(((*here, "extractor"), f"a {rec.kind} recommender {why}; remove the "
-                         "extractor."))
+        why = "uses no image features"
+        if has_facts(rec, "visual"):
+            why = "learns its own CNN (set params.backbone)" if not is_external(rec) else \
+                "takes no features from an extractor (its class's needs_features is false)"
+        problems.append(((*here, "extractor"), f"a {kind_text(rec)} recommender {why}; remove "
+                         "the extractor."))
     if rec.kind == TWO_STAGE:
         problems += _check_two_stage(config, name, rec)
     else:
@@ -938,6 +997,13 @@ def _check_recommender(config: StudyConfig, name: str, rec: RecommenderSection) 
                 problems.append(((*here, key), f"only a two-stage recommender has a {key}."))
         problems += _check_recommender_params(here, rec)
     return problems
+
+
+def recommender_has(config: StudyConfig, name: str, *facts: str) -> bool:
+    """Whether the study's recommender ``name`` has every fact (class attributes of its model,
+    :func:`varsec.study.external.has_facts`)."""
+    rec = config.recommenders.get(name)
+    return rec is not None and has_facts(rec, *facts)
 
 
 def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
@@ -955,10 +1021,10 @@ def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) ->
         elif ref not in config.recommenders or config.recommenders[ref].kind == TWO_STAGE:
             problems.append(((*here, key), f"{ref!r} is not a (single-stage) recommender of this "
                              f"study (known: {_known(others)})."))
-        elif key == "ranker" and config.recommenders[ref].kind not in VISUAL_KINDS:
+        elif key == "ranker" and not recommender_has(config, ref, "visual"):
             problems.append(((*here, key), f"the ranker must be a visual recommender "
                              f"({', '.join(VISUAL_KINDS)}); {ref!r} is a "
-                             f"{config.recommenders[ref].kind}."))
+                             f"{kind_text(config.recommenders[ref])}."))
     if rec.params:
         problems.append(((*here, "params"), "a two-stage recommender has no params; set them on "
                          "its first_stage and ranker."))
@@ -977,18 +1043,20 @@ def _check_recommender_params(here: PathKey, rec: RecommenderSection) -> list[Pr
     allocates no weights)."""
     from varsec.recsys import recommender_class
 
-    klass = recommender_class(rec.kind)
+    klass = None if is_external(rec) else recommender_class(rec.kind)
     problems: list[Problem] = []
     for key, value in rec.params.items():
         where = (*here, "params", key)
         if key in STUDY_SET_PARAMS:
             problems.append((where, f"{key} is set by the study ({key}s / device), not per model."))
+        elif klass is None:
+            continue  # an external factory's arguments: checked by building it
         elif key not in klass.params:
             known = _known(k for k in klass.params if k not in STUDY_SET_PARAMS)
             problems.append((where, f"unknown {rec.kind} parameter {key!r} (known: {known})."))
         elif not klass.params[key].accepts(value):
             problems.append((where, f"must be {klass.params[key].expectation()}, got {value!r}."))
-    if problems:
+    if problems or klass is None:
         return problems
     try:
         klass(**rec.params)
@@ -1093,8 +1161,12 @@ def resize_ratio(value: Any) -> float | None:
 
 
 def defense_params(defense: DefenseSection) -> DefenseParams:
-    """Split ``defense.params`` (validated) into what each stage needs."""
+    """Split ``defense.params`` (validated) into what each stage needs (an external defense:
+    its factory, arguments and version, for the apply stages and the adaptive attack)."""
     params = dict(defense.params)
+    if is_external(defense):
+        built = {**external_fields(defense), "params": params}
+        return DefenseParams({}, built, built, None)
     if not defense_fact(defense.kind, "trained"):
         eot = params.get("eot_samples", EOT_SAMPLES)
         return DefenseParams({}, {}, {"eot_samples": eot}
@@ -1121,7 +1193,7 @@ def reconstructable(config: StudyConfig, recommender: str) -> bool:
     """True when a reconstruction defense can be trained against ``recommender``'s ranker: a
     vbpr or amr on one of the study's extractors (pixels in, BPR-trained)."""
     rec = config.recommenders.get(ranking_model(config, recommender))
-    return rec is not None and rec.kind in RECONSTRUCTION_MODELS and \
+    return rec is not None and has_facts(rec, "visual", "needs_features", "pairwise") and \
         rec.extractor not in (None, CATALOG_FEATURES)
 
 
@@ -1165,10 +1237,15 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                                  f"{ref!r} is a {recs[ref].kind}."))
     if objective == "bpr":
         for ref in attack.recommender:
-            if recs[ref].kind not in BPR_KINDS:
+            if not has_facts(recs[ref], "visual", "pairwise"):
                 problems.append(((*here, "recommender"), f"the BPR objective needs a visual "
                                  f"pairwise recommender ({', '.join(BPR_KINDS)}); {ref!r} is "
-                                 f"a {recs[ref].kind}."))
+                                 f"a {kind_text(recs[ref])}."))
+    for ref in attack.recommender:
+        message = white_box_problem(attack.kind, ranking_model(config, ref),
+                                    recs[ranking_model(config, ref)])
+        if message:
+            problems.append(((*here, "kind"), message))
     problems += _check_threat(config, here, attack)
     if objective == "classifier-targeted":
         for key in ("source_category", "target_category"):
@@ -1190,6 +1267,12 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                              f"this attack (its targets: "
                              f"{', '.join([*attack.recommender, *attack.extractor])})."))
     problems += _check_attack_params(here, attack, objective)
+    for ref in attack.extractor if objective.startswith("classifier") else []:
+        backbone = built_backbone(exts[ref])
+        if backbone is not None and backbone.num_classes is None:
+            problems.append(((*here, "extractor"), f"a classifier attack needs logits; the "
+                             f"external backbone of {ref!r} ({backbone.cls.__name__}) has no "
+                             "classification head (num_classes is None)."))
     if objective.startswith("classifier") and attack.items not in ("auto", "category", "all"):
         problems.append(((*here, "items"), f"a classifier attack perturbs a category or all "
                          f"items, not {attack.items!r}."))
@@ -1221,7 +1304,7 @@ def _check_threat(config: StudyConfig, here: PathKey, attack: AttackSection) -> 
     problems: list[Problem] = []
     for ref in attack.evaluate:
         rec = config.recommenders[ref]
-        if rec.kind not in POISON_KINDS or rec.extractor in (None, CATALOG_FEATURES):
+        if not has_facts(rec, "needs_features") or rec.extractor in (None, CATALOG_FEATURES):
             problems.append(((*here, "evaluate"), f"a poisoning attack retrains {ref!r} on the "
                              f"attacked catalog's features, so it must be a "
                              f"{', '.join(POISON_KINDS)} recommender on one of the study's "
@@ -1410,6 +1493,8 @@ def _check_reconstruction_attacks(config: StudyConfig, here: PathKey,
 
 def _check_defense_params(here: PathKey, defense: DefenseSection) -> list[Problem]:
     where: PathKey = (*here, "params")
+    if is_external(defense):
+        return []  # the factory's arguments: checked by building it
     if defense_fact(defense.kind, "trained"):
         return _check_reconstruction_params(where, defense.params)
     known = ("eot_samples",) if defense_fact(defense.kind, "adaptive") == "eot" else ()
@@ -1518,7 +1603,7 @@ def _recommender_lines() -> list[str]:
         cls = recommender_class(name)
         also = f" (also: {', '.join(cls.aliases)})" if cls.aliases else ""
         facts = [fact for fact in ("visual", "needs_features", "pairwise")
-                 if getattr(cls, fact, False)]
+                 if getattr(cls, fact, False)] + ([] if cls.differentiable else ["query-only"])
         lines.append(f"#   {name}{also}: {cls.__name__}" + (f" ({', '.join(facts)})"
                                                             if facts else ""))
         lines += _param_lines({k: v for k, v in cls.params.items()

@@ -80,8 +80,11 @@ def rebuild_backbone(name: Any, kwargs: dict[str, Any] | None, path: Path) -> Ba
         raise ModelError(f"{path}: cannot rebuild its {name} backbone ({reason}).") from exc
 
 
-def _build(payload: dict[str, Any], path: Path) -> Backbone:
+def _build(payload: dict[str, Any], path: Path, into: Backbone | None = None) -> Backbone:
     name = payload["backbone"]
+    if into is not None:  # built by its owner (an external factory): only the weights are read
+        load_state_into(into, payload["state_dict"], arch=type(into).__name__, source=str(path))
+        return into
     backbone = rebuild_backbone(name, payload.get("backbone_kwargs"), path)
     load_state_into(backbone, payload["state_dict"], arch=name, source=str(path))
     return backbone
@@ -93,11 +96,14 @@ def load_checkpoint(
     *,
     device: str = "cpu",
     verify: bool = True,
+    into: Backbone | None = None,
 ) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` and rebuild its backbone.
 
     ``expected_backbone`` names the architecture the caller needs: a checkpoint of another one is
     a ModelError. ``verify`` recomputes the checkpoint hash (a mismatch: a corrupted file).
+    ``into``: a backbone built by its owner (one the registry does not know, such as a study's
+    external factory builds) that receives the saved weights instead of a rebuilt one.
     """
     path = Path(path)
     check_device(device)
@@ -108,7 +114,7 @@ def load_checkpoint(
         raise ModelError(
             f"{path}: checkpoint is for backbone {name!r}, not the expected {expected_backbone!r}."
         )
-    backbone = _build(payload, path)
+    backbone = _build(payload, path, into)
     digest = backbone.weights_hash()
     if verify:
         check_recorded_hash(path, payload.get("checkpoint_hash"), digest)

@@ -4,6 +4,10 @@
 interactions, ``f_i`` the item's feature, ``n_i`` its train interactions and ``w`` the
 ``popularity_weight``. Nothing is learned. An item given by its pixels (a new upload) has no
 popularity yet: it is scored by its look alone, ``m_u . f(x)``, differentiably in ``x``.
+
+Two ways in: the entry point ``pop-visual`` (``pyproject.toml``; a study says
+``kind: pop-visual``) or the factory :func:`build` (a study says ``kind: external`` with
+``factory: "varsec_example_plugin.model:build"``), which needs no entry point at all.
 """
 
 from __future__ import annotations
@@ -63,3 +67,9 @@ class PopVisual(Recommender):
 
     def _score_features(self, users: Tensor, features: Tensor) -> Tensor:
         return self.user_taste[users] @ features.T
+
+
+def build(popularity_weight: float = 0.5, seed: int = 0, device: str = "cpu") -> PopVisual:
+    """The factory a study names with ``kind: external``: called with the section's ``params``
+    (and the study's ``seed`` and ``device``, which it takes), it returns the unfitted model."""
+    return PopVisual(popularity_weight=popularity_weight, seed=seed, device=device)

@@ -13,6 +13,7 @@ import torch
 
 from varsec.data.catalog import SPLIT_CODES, Dataset
 from varsec.errors import DataError
+from varsec.registry import EXTERNAL
 from varsec.study.files import EXTRACTOR, FEATURES, MODEL
 from varsec.study.results import row, summary_ci
 from varsec.study.stages import StageOutput, StageUnavailableError
@@ -32,10 +33,15 @@ def load_dataset(output: StageOutput) -> Dataset:
 
 
 def load_backbone(output: StageOutput, device: str = "cpu") -> Any:
-    """The backbone an extractor stage saved (eval mode)."""
+    """The backbone an extractor stage saved (eval mode; an external one is built by its
+    factory again, then given the saved weights)."""
+    from varsec.study.external import build_backbone
     from varsec.vision.checkpoint import load_checkpoint
 
-    return load_checkpoint(output.file(EXTRACTOR), device=device, verify=False).backbone
+    into = build_backbone(output.config["factory"], output.config["backbone_options"]) \
+        if output.config.get("backbone") == EXTERNAL else None
+    return load_checkpoint(output.file(EXTRACTOR), device=device, verify=False,
+                           into=into).backbone
 
 
 def extractor_features(output: StageOutput) -> np.ndarray:
@@ -51,7 +57,9 @@ def feature_layer(output: StageOutput) -> str | None:
 def load_model(output: StageOutput, device: str = "cpu") -> Any:
     """The recommender a recommender stage saved, with its extractor attached when it has one."""
     from varsec.recsys.base import Recommender
+    from varsec.study.external import import_factory
 
+    import_factory(output.config)  # an external model's class, for its checkpoint
     model = Recommender.load(output.file(MODEL), device=device)
     extractor = output.inputs.get("extractor")
     if extractor is not None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from varsec.study.builtin.common import extractor_features, features_of, load_dataset
 from varsec.study.files import ADVERSARIAL, CATALOG, ITEMS, MODEL
-from varsec.study.schema import TWO_STAGE
+from varsec.study.schema import EXTERNAL, TWO_STAGE
 from varsec.study.stages import (
     StageContext,
     StageOutput,
@@ -22,7 +22,7 @@ _PROFILE_SECONDS = {"quick": 1.0, "default": 8.0, "paper": 80.0}
 def _estimate(config: dict[str, Any], study: Any) -> float:
     from varsec.recsys import recommender_class
 
-    if config["kind"] == TWO_STAGE:
+    if config["kind"] in (TWO_STAGE, EXTERNAL):
         return 2.0
     klass = recommender_class(config["kind"])
     if not klass.pairwise:  # no training epochs (AlexRank, item-kNN)
@@ -75,6 +75,7 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
     ``poison`` input (an attack or defense stage) the model is trained on the attacked
     catalog's features instead of the clean ones."""
     from varsec.recsys import create_recommender
+    from varsec.study.external import build_recommender
 
     if config["kind"] == TWO_STAGE:
         ctx.info.update(kind=TWO_STAGE, k=config["k"])
@@ -88,8 +89,11 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
         features = extractor_features(inputs["extractor"])
     if "poison" in inputs:
         features = poisoned_features(ctx, inputs)
-    model = create_recommender(config["kind"], **config["params"],
-                               seed=config["seed"], device=ctx.device)
+    if config["kind"] == EXTERNAL:
+        model = build_recommender(config["factory"], config["params"], config["seed"], ctx.device)
+    else:
+        model = create_recommender(config["kind"], **config["params"],
+                                   seed=config["seed"], device=ctx.device)
     model.fit(dataset, features=None if features is None else np.asarray(features))
     model.save(ctx.workdir / MODEL)
     log = model.training_log or []

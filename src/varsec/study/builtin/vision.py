@@ -8,6 +8,7 @@ import numpy as np
 
 from varsec.data.catalog import Dataset, ItemCatalog
 from varsec.errors import ConfigError
+from varsec.registry import EXTERNAL
 from varsec.study.builtin.common import load_dataset
 from varsec.study.files import EXTRACTOR, FEATURES
 from varsec.study.results import row
@@ -66,7 +67,12 @@ def _train(ctx: StageContext, config: dict[str, Any], catalog: ItemCatalog) -> t
 def _open(ctx: StageContext, config: dict[str, Any], dataset: Dataset) -> Any:
     from varsec.vision.checkpoint import open_backbone, save_checkpoint
 
-    if config["checkpoint"]:
+    if config["backbone"] == EXTERNAL:
+        from varsec.study.external import build_backbone
+
+        backbone = build_backbone(config["factory"], config["backbone_options"])
+        backbone.eval().to(ctx.device)
+    elif config["checkpoint"]:
         backbone, _ = open_backbone(config["checkpoint"], device=ctx.device)
     else:
         kwargs = dict(config["backbone_options"])
