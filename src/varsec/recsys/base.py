@@ -328,12 +328,7 @@ class Recommender(nn.Module):
     def load(cls, path: str | Path, *, device: str | None = None) -> Recommender:
         """Rebuild a model saved by :meth:`save` (of this class or a subclass)."""
         payload = _read_checkpoint(Path(path))
-        _load_builtins()  # the saved class may live in any model file of the package
-        klass = _REGISTRY.get(payload["class"])
-        if klass is None or not issubclass(klass, cls):
-            raise ModelError(
-                f"{path}: holds a {payload['class']} checkpoint, not a {cls.__name__}."
-            )
+        klass = _saved_class(payload, path, cls)
         hyperparameters = dict(payload["hyperparameters"])
         if device is not None:
             hyperparameters["device"] = device
@@ -350,6 +345,23 @@ class Recommender(nn.Module):
         model._fitted = True
         model.eval()
         return model
+
+
+def checkpoint_class(path: str | Path) -> type[Recommender]:
+    """The recommender class a checkpoint written by :meth:`Recommender.save` holds; a
+    ModelError naming ``path`` when it is not a file, not a varsec recommender checkpoint, or
+    of a class this process does not know."""
+    return _saved_class(_read_checkpoint(Path(path)), path, Recommender)
+
+
+def _saved_class(payload: dict[str, Any], path: str | Path,
+                 base: type[Recommender]) -> type[Recommender]:
+    _load_builtins()  # the saved class may live in any model file of the package
+    klass = _REGISTRY.get(payload["class"])
+    if klass is None or not issubclass(klass, base):
+        raise ModelError(f"{path}: holds a {payload['class']} checkpoint, not a "
+                         f"{base.__name__}.")
+    return klass
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -570,6 +582,7 @@ __all__ = [
     "Recommender",
     "as_feature_map",
     "catalog_images_tensor",
+    "checkpoint_class",
     "create_recommender",
     "extract_features",
     "known_recommenders",
