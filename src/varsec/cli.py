@@ -68,7 +68,7 @@ def _register_layers() -> typer.Typer:
     _app.add_typer(data_commands.app, name="data")
     layers = (
         "varsec.vision.commands",
-        "varsec.attacks.commands",
+        "varsec.study.attack_command",
         "varsec.defenses.commands",
         "varsec.study.commands",
     )
