@@ -395,10 +395,11 @@ def _attack_section(job: AttackJob, ids: list[str]) -> dict[str, Any]:
     return section
 
 
-def attack_study(checked: Checked, pending: dict[str, list[str]]) -> tuple[Any, dict[str, str]]:
+def attack_study(checked: Checked,
+                 pending: dict[str, list[str]]) -> tuple[Any, dict[str, ModelSpec]]:
     """The one-attack study of a run: per model with ``pending`` items (by model name) an
     attack on its extractor or recommender (module docstring); returns the validated
-    :class:`~varsec.study.schema.StudyConfig` and the model name of each attack section."""
+    :class:`~varsec.study.schema.StudyConfig` and the model of each attack section."""
     import torch
 
     from varsec.study.schema import study_from_data
