@@ -38,6 +38,25 @@ def fmnist_small(fmnist):
     return fmnist.subset(np.sort(rng.choice(len(fmnist), 3000, replace=False)))
 
 
+@pytest.fixture(scope="session")
+def small_cnn():
+    """An untrained, seeded ``fmnist-cnn`` with narrow stages (torchattacks parity)."""
+    import torch
+
+    from varsec.vision import create_backbone
+
+    torch.manual_seed(0)
+    return create_backbone("fmnist-cnn", widths=(8, 16, 16)).eval()
+
+
+@pytest.fixture(scope="session")
+def simulated(fmnist_small):
+    """The ``quick`` simulation on the 3,000-item slice: 500 users, 2,100 items, 100 cold."""
+    from varsec.data import simulate_and_split
+
+    return simulate_and_split(fmnist_small, "quick", seed=0)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 KiB tmpfs (needs root and mount); skipped where it cannot be mounted."""

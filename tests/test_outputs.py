@@ -270,7 +270,7 @@ def _attack_args(out: Path, dataset: Path, *extra: str) -> list[str]:
     (lambda p: _catalog_dir(p), "(a varsec catalog output)"),
 ])
 def test_attack_refuses_before_attacking(tmp_path, capsys, monkeypatch, make, message):
-    monkeypatch.setattr("varsec.attacks.commands.run_job", _no_compute)
+    monkeypatch.setattr("varsec.study.attack_command.run_job", _no_compute)
     out = make(tmp_path / "attack")
     before = sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file()) \
         if out.is_dir() else out.read_bytes()

@@ -69,7 +69,7 @@ def _register_layers() -> typer.Typer:
     layers = (
         "varsec.vision.commands",
         "varsec.recsys.commands",
-        "varsec.attacks.commands",
+        "varsec.study.attack_command",
         "varsec.defenses.commands",
         "varsec.study.commands",
     )

@@ -150,7 +150,7 @@ def run_attack_cli(tmp_path: Any, simulated: Any, backbone: Any, attack: str, it
     import typer
     from typer.testing import CliRunner
 
-    from varsec.attacks.commands import register
+    from varsec.study.attack_command import register
     from varsec.vision.checkpoint import save_checkpoint
 
     simulated.save(tmp_path / "data")

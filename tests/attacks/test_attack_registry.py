@@ -120,7 +120,7 @@ def test_one_set_of_defaults_per_attack_wherever_it_is_used():
     import inspect
 
     from varsec.attacks import CWL2Step, CWLinfStep
-    from varsec.attacks.commands import AttackJob
+    from varsec.study.attack_command import AttackJob
     from varsec.study.schema import load_study_text
 
     for name, cls in (("cw", CWL2Step), ("cw-linf", CWLinfStep)):

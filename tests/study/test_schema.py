@@ -77,7 +77,7 @@ def test_a_good_study_loads_with_eps_lists_and_single_names():
     (GOOD + "dataset: {profil: quick}\n",
      "s.yaml:15: dataset.profil: unknown key 'profil' (known: source, profile, seed, split, "
      "validation, k_core, reviews, features, trust_pickle, allow_outside, image_size, mode, "
-     "n_users, n_warm_items, n_cold_items, popularity_look_correlation)."),
+     "n_users, n_warm_items, n_cold_items, popularity_look_correlation, as_is)."),
     (GOOD.replace("{epochs: 1}", "{epochs: two}"),
      "s.yaml:4: extractors.cnn.epochs: input should be a valid integer, unable to parse string "
      "as an integer (got 'two')."),

@@ -19,7 +19,8 @@ from varsec.data.catalog import SPLIT_CODES, Dataset, ItemCatalog
 from varsec.errors import ConfigError, DataError
 
 
-def _catalog(source: Dataset | ItemCatalog) -> ItemCatalog:
+def catalog_of(source: Dataset | ItemCatalog) -> ItemCatalog:
+    """The catalog of a dataset, or the catalog itself."""
     if isinstance(source, Dataset):
         return source.catalog
     if isinstance(source, ItemCatalog):
@@ -51,7 +52,7 @@ def item_position(catalog: ItemCatalog, item_id: Any, what: str = "item") -> int
 
 def resolve_hook(source: Dataset | ItemCatalog, hook: Any = None) -> int:
     """Catalog index of the hook item: the given id, or the most-interacted training item."""
-    catalog = _catalog(source)
+    catalog = catalog_of(source)
     if hook is not None:
         return item_position(catalog, hook, "hook item")
     if not isinstance(source, Dataset):
@@ -73,7 +74,7 @@ def require_pixels(catalog: ItemCatalog, what: str) -> np.ndarray:
 
 def catalog_pixels(source: Dataset | ItemCatalog, items: Any, what: str = "this attack") -> Tensor:
     """uint8 images (N x C x H x W tensor) of catalog indices ``items``."""
-    images = require_pixels(_catalog(source), what)
+    images = require_pixels(catalog_of(source), what)
     index = np.asarray(items, dtype=np.int64).reshape(-1)
     return torch.from_numpy(np.ascontiguousarray(images[index]))
 
@@ -81,7 +82,7 @@ def catalog_pixels(source: Dataset | ItemCatalog, items: Any, what: str = "this 
 def select_items(source: Dataset | ItemCatalog, spec: str | Sequence[Any]) -> np.ndarray:
     """Catalog indices of ``spec``: ``"all"``, ``"cold"`` (a dataset's cold items), a
     comma-separated string of item ids, or a sequence of ids."""
-    catalog = _catalog(source)
+    catalog = catalog_of(source)
     if isinstance(spec, str) and spec == "all":
         return np.arange(len(catalog))
     if isinstance(spec, str) and spec == "cold":
@@ -95,6 +96,7 @@ def select_items(source: Dataset | ItemCatalog, spec: str | Sequence[Any]) -> np
 
 
 __all__ = [
+    "catalog_of",
     "catalog_pixels",
     "item_position",
     "most_interacted_item",

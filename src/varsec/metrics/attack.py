@@ -239,17 +239,23 @@ def predict(model: Any, images: Any, batch_size: int = 256) -> np.ndarray:
     return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.int64)
 
 
-def classifier_success_rate(
+def classifier_success(
     model: Any, adv_images: Any, labels: Any = None, target: Any = None, batch_size: int = 256
-) -> float:
-    """Share of adversarial images classified as ``target`` (targeted) or not as ``labels``."""
+) -> np.ndarray:
+    """Per adversarial image: classified as ``target`` (targeted) or not as ``labels``."""
     if target is None and labels is None:
         raise ConfigError("give the true labels (untargeted) or the target class (targeted).")
     predicted = predict(model, adv_images, batch_size)
     if target is not None:
-        wanted = np.broadcast_to(np.asarray(target).reshape(-1), predicted.shape)
-        return float(np.mean(predicted == wanted))
-    return float(np.mean(predicted != np.asarray(labels).reshape(-1)))
+        return predicted == np.broadcast_to(np.asarray(target).reshape(-1), predicted.shape)
+    return predicted != np.asarray(labels).reshape(-1)
+
+
+def classifier_success_rate(
+    model: Any, adv_images: Any, labels: Any = None, target: Any = None, batch_size: int = 256
+) -> float:
+    """Share of adversarial images classified as ``target`` (targeted) or not as ``labels``."""
+    return float(np.mean(classifier_success(model, adv_images, labels, target, batch_size)))
 
 
 @torch.no_grad()
@@ -442,6 +448,7 @@ __all__ = [
     "aip_measures_from_scores",
     "attacked_scorer",
     "chr_before_after",
+    "classifier_success",
     "classifier_success_rate",
     "feature_loss",
     "item_to_item_ranks",

@@ -12,6 +12,7 @@ from varsec.recsys.amr import AMR
 from varsec.recsys.base import (
     Param,
     Recommender,
+    checkpoint_class,
     create_recommender,
     known_recommenders,
     recommender_class,
@@ -43,6 +44,7 @@ __all__ = [
     "Recommender",
     "TwoStage",
     "VisualKNN",
+    "checkpoint_class",
     "cosine_topk",
     "create_recommender",
     "known_recommenders",

@@ -327,12 +327,7 @@ class Recommender(nn.Module):
         """Rebuild a model saved by :meth:`save` (of this class or a subclass)."""
         payload = read_checkpoint(path, "varsec recommender checkpoint", kind=CHECKPOINT_FORMAT,
                                   version=CHECKPOINT_VERSION)
-        _load_builtins()  # the saved class may live in any model file of the package
-        klass = _REGISTRY.get(payload["class"])
-        if klass is None or not issubclass(klass, cls):
-            raise ModelError(
-                f"{path}: holds a {payload['class']} checkpoint, not a {cls.__name__}."
-            )
+        klass = _saved_class(payload, path, cls)
         hyperparameters = dict(payload["hyperparameters"])
         if device is not None:
             hyperparameters["device"] = device
@@ -351,6 +346,23 @@ class Recommender(nn.Module):
         return model
 
 
+def checkpoint_class(path: str | Path) -> type[Recommender]:
+    """The recommender class a checkpoint written by :meth:`Recommender.save` holds; a
+    ModelError naming ``path`` when it is not a file, not a varsec recommender checkpoint, or
+    of a class this process does not know."""
+    payload = read_checkpoint(path, "varsec recommender checkpoint", kind=CHECKPOINT_FORMAT,
+                              version=CHECKPOINT_VERSION)
+    return _saved_class(payload, path, Recommender)
+
+
+def _saved_class(payload: dict[str, Any], path: str | Path,
+                 base: type[Recommender]) -> type[Recommender]:
+    _load_builtins()  # the saved class may live in any model file of the package
+    klass = _REGISTRY.get(payload["class"])
+    if klass is None or not issubclass(klass, base):
+        raise ModelError(f"{path}: holds a {payload['class']} checkpoint, not a "
+                         f"{base.__name__}.")
+    return klass
 
 
 R = TypeVar("R", bound=type[Recommender])
@@ -552,6 +564,7 @@ __all__ = [
     "Recommender",
     "as_feature_map",
     "catalog_images_tensor",
+    "checkpoint_class",
     "create_recommender",
     "extract_features",
     "known_recommenders",

@@ -95,12 +95,17 @@ def import_factory(config: dict[str, Any]) -> None:
 
 # -- facts ----------------------------------------------------------------------------------------
 def model_class(rec: Any) -> type | None:
-    """The class whose facts recommender section ``rec`` has: its registered kind's, or what
-    its factory built (None for two-stage, and for a factory that failed: its own problem)."""
+    """The class whose facts recommender section ``rec`` has: its registered kind's, what its
+    factory built, or the one its checkpoint holds (None for two-stage, and for a factory that
+    failed: its own problem)."""
     if is_external(rec):
         return rec._built.cls if isinstance(rec._built, Built) else None
     if rec.kind in ("two-stage",):
         return None
+    if getattr(rec, "checkpoint", None) is not None:  # a saved model: the class it holds
+        from varsec.study.schema import saved_model_class
+
+        return saved_model_class(rec.checkpoint)
     from varsec.recsys import recommender_class
 
     return recommender_class(rec.kind)

@@ -10,8 +10,9 @@ CONVERGENCE = "convergence.npz"  # attack: the objective per step (mean and quan
 DISTANCES = "distances.npz"  # reconstruction fit: detector distances of its calibration set
 EXTRACTOR = "extractor.pt"  # extractor: the trained backbone's checkpoint
 FEATURES = "features.npy"  # extractor: float32 N x D catalog features
+ITEM_MEASURES = "item_measures.parquet"  # attack: per attacked item and metric its value
 MODEL = "model.pt"  # recommender: the fitted model's checkpoint
 PROBES = "probes.npy"  # query-only promotion attack: the probe accounts (left out of evaluation)
 
 __all__ = ["ADVERSARIAL", "CATALOG", "CONVERGENCE", "COOPERATIVE", "DISTANCES", "EXTRACTOR",
-           "FEATURES", "ITEMS", "MODEL", "PAIRS", "PROBES"]
+           "FEATURES", "ITEMS", "ITEM_MEASURES", "MODEL", "PAIRS", "PROBES"]

@@ -26,6 +26,7 @@ non-adaptive run.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,23 @@ class Plan:
         """The stages of the given kinds, in plan order."""
         return [s for s in self.stages if s.kind in kinds]
 
+    def upstream(self, keys: Iterable[str]) -> set[str]:
+        """``keys`` and every stage they (transitively) read."""
+        stages = self.by_key
+        marked, queue = set(), list(keys)
+        while queue:
+            key = queue.pop()
+            if key not in marked:
+                marked.add(key)
+                queue.extend(stages[key].inputs.values())
+        return marked
+
+    def only(self, kinds: Iterable[str]) -> Plan:
+        """The stages of ``kinds`` and the stages they read, in plan order (a run of the
+        attacks alone skips the evaluations, defenses and clean evaluations)."""
+        keep = self.upstream(s.key for s in self.of_kind(*kinds))
+        return Plan([s for s in self.stages if s.key in keep])
+
 
 class _Planner:
     def __init__(self, config: StudyConfig) -> None:
@@ -136,9 +154,26 @@ def plan_study(config: StudyConfig) -> Plan:
 
 def data_config(config: StudyConfig) -> dict[str, Any]:
     """The data stage's config: the dataset section, without the optional keys left null (a
-    study that does not resample or resize keeps its earlier cache key)."""
+    study that does not resample or resize keeps its earlier cache key) and ``as_is`` unless
+    set."""
     section = config.dataset.model_dump(mode="json")
+    if not section["as_is"]:
+        del section["as_is"]
     return {k: v for k, v in section.items() if not (k in DATASET_OPTIONAL and v is None)}
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a checkpoint a stage reads (it keys the stage: a changed file is
+    recomputed); memoised by path, size and mtime."""
+    stat = Path(path).stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    from varsec.io import sha256_file
+
+    return sha256_file(path)
 
 
 def _plan_seed(planner: _Planner, data: Stage, seed: int, dataset: str) -> None:
@@ -162,11 +197,13 @@ def _extractor_config(config: StudyConfig, name: str, seed: int) -> dict[str, An
     section = config.extractors[name]
     slice_ = section.model_dump(mode="json")
     for key, default in (("catalog_half", None), ("seed_offset", 0), ("factory", None),
-                         ("version", None)):
+                         ("version", None), ("features", True)):
         if slice_[key] == default:  # absent by default, so the other extractors keep their keys
             del slice_[key]
     slice_.update(external_fields(section))
     slice_["seed"] = seed + section.seed_offset
+    if section.checkpoint:
+        slice_["checkpoint_sha256"] = file_sha256(section.checkpoint)
     if section.train_on == "source" and section.training != "none" and not section.checkpoint:
         slice_["source"] = {k: getattr(config.dataset, k)
                             for k in ("source", "reviews", "features", "trust_pickle")}
@@ -191,7 +228,12 @@ def _plan_recommenders(planner: _Planner, data: Stage, extractors: dict[str, Sta
     for name, rec in ordered:
         inputs: dict[str, Stage] = {"data": data}
         slice_: dict[str, Any] = {"kind": rec.kind, "seed": seed}
-        if rec.kind == "two-stage":
+        if rec.checkpoint is not None:  # used as it is: its file keys the stage
+            slice_.update(checkpoint=rec.checkpoint, sha256=file_sha256(rec.checkpoint),
+                          extractor=rec.extractor)
+            if rec.extractor is not None:
+                inputs["extractor"] = extractors[rec.extractor]
+        elif rec.kind == "two-stage":
             assert rec.first_stage is not None and rec.ranker is not None
             inputs["first_stage"] = models[rec.first_stage]
             inputs["ranker"] = models[rec.ranker]
@@ -269,9 +311,13 @@ class _AttackRun:
 def _attack_config(config: StudyConfig, attack: AttackSection, eps: float | None,
                    seed: int) -> dict[str, Any]:
     slice_ = attack.model_dump(mode="json")
-    # threat: the same adversarial images serve both threat models (one attack stage)
-    for key in ("eps", "evaluate", "recommender", "extractor", "threat", "diagnose"):
+    # threat: the same adversarial images serve both threat models (one attack stage);
+    # evaluation and chunk change what is planned around the stage, not its output
+    for key in ("eps", "evaluate", "recommender", "extractor", "threat", "diagnose",
+                "evaluation", "chunk"):
         slice_.pop(key, None)
+    if slice_["item_ids"] is None:
+        del slice_["item_ids"]
     slice_.update(eps=eps, seed=seed, objective=attack_objective(attack),
                   items=attack_items(attack), family=attack_family(attack))
     if slice_["n_items"] is None and slice_["items"] == "cold":
@@ -284,12 +330,18 @@ def _plan_attacks(planner: _Planner, data: Stage, extractors: dict[str, Stage],
     config = planner.config
     runs: list[_AttackRun] = []
     for name, attack in config.attacks.items():
-        targets = [("recommender", t) for t in attack.recommender] + \
-            [("extractor", t) for t in attack.extractor]
+        targets: list[tuple[str | None, str | None]] = [
+            ("recommender", t) for t in attack.recommender] + [
+            ("extractor", t) for t in attack.extractor] or [(None, None)]  # c-SEMA on no model
         uses_eps = attack_method(attack.kind).uses_eps
         eps_list: list[float | None] = list(attack.eps) if uses_eps else [None]
         for role, target in targets:
             for eps in eps_list:
+                if not attack.evaluation:  # the attack stages alone, one per chunk
+                    for part in _chunks(attack):
+                        _attack_stage(planner, data, extractors, models, name, part, role,
+                                      target, eps, seed, base)
+                    continue
                 stage = _attack_stage(planner, data, extractors, models, name, attack, role,
                                       target, eps, seed, base)
                 run = _AttackRun(name, target, eps, stage)
@@ -298,6 +350,16 @@ def _plan_attacks(planner: _Planner, data: Stage, extractors: dict[str, Stage],
             _plan_diagnosis(planner, data, extractors, models, name, attack, role, target,
                             seed, base)
     return runs
+
+
+def _chunks(attack: AttackSection) -> list[AttackSection]:
+    """``attack`` once per ``chunk`` of its ``item_ids`` (itself when it has no chunk): each a
+    stage keyed by its own items, so finished chunks stay cached."""
+    ids = attack.item_ids
+    if ids is None or attack.chunk is None:
+        return [attack]
+    return [attack.model_copy(update={"item_ids": ids[start:start + attack.chunk]})
+            for start in range(0, len(ids), attack.chunk)]
 
 
 def _plan_diagnosis(planner: _Planner, data: Stage, extractors: dict[str, Stage],
@@ -316,8 +378,8 @@ def _plan_diagnosis(planner: _Planner, data: Stage, extractors: dict[str, Stage]
 
 
 def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
-                  models: dict[str, Stage], name: str, attack: AttackSection, role: str,
-                  target: str, eps: float | None, seed: int, base: dict[str, Any],
+                  models: dict[str, Stage], name: str, attack: AttackSection, role: str | None,
+                  target: str | None, eps: float | None, seed: int, base: dict[str, Any],
                   through: dict[str, Any] | None = None, fitted: Stage | None = None,
                   label: str | None = None, defense: str | None = None,
                   diagnosis: bool = False) -> Stage:
@@ -327,12 +389,16 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
         slice_["diagnosis"] = True
     inputs: dict[str, Stage] = {"data": data}
     if role == "recommender":
+        assert target is not None
         inputs["target"] = models[target]
         extractor = _extractor_of(config, target)
         labels = {**base, "recommender": target, "extractor": extractor}
-    else:
+    elif role == "extractor":
+        assert target is not None
         inputs["target"] = extractors[target]
         labels = {**base, "recommender": None, "extractor": target}
+    else:  # no model: c-SEMA's inset alone
+        labels = {**base, "recommender": None, "extractor": None}
     if through is not None:
         slice_["through"] = through
         if fitted is not None:
@@ -342,7 +408,11 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
         labels["defense"] = defense
     eps_text = f" eps {eps:g}" if eps is not None else ""
     through_text = f" through {defense}" if defense is not None else ""
-    title = f"attack {label or name} on {target}{eps_text}{through_text} (seed {seed})"
+    on = f" on {target}" if target is not None else ""
+    ids = attack.item_ids
+    items = "" if ids is None or attack.chunk is None else \
+        f" items {ids[0]}..{ids[-1]}" if len(ids) > 1 else f" item {ids[0]}"
+    title = f"attack {label or name}{on}{eps_text}{items}{through_text} (seed {seed})"
     return planner.add("attack", title, slice_, inputs, labels)
 
 
@@ -449,7 +519,7 @@ def _plan_defenses(planner: _Planner, data: Stage, extractors: dict[str, Stage],
     for name, defense in config.defenses.items():
         if not defense_fact(defense.kind, "pixel"):
             continue  # adversarial training: its robust extractors are ordinary extractors
-        applies = [r for r in runs if _applies(defense, r, config)]
+        applies = [r for r in runs if _applies(defense, r, config)]  # evaluated runs only
         for run in applies:
             fitted = _fit_stage(planner, data, models, defense, name, run, applies, seed, base)
             for strength in defense.sweep():

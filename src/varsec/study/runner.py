@@ -253,17 +253,23 @@ def run_study(
     report: bool | None = None,
     log: Log | None = _stderr,
     verify: bool = False,
+    kinds: Iterable[str] | None = None,
+    on_stage: Callable[[Stage, StageStatus], None] | None = None,
 ) -> RunResult:
     """Run a study (see the module docstring); returns the statuses, the table and the report.
 
     Every cached stage is verified before reuse (files whose size or mtime changed are hashed;
     ``verify`` hashes them all); one that fails is recomputed, with everything downstream of
-    it, after one warning naming the file.
+    it, after one warning naming the file. ``kinds`` runs only the stages of those kinds and
+    the stages they read (``varsec attack`` runs ``("attack",)``); ``on_stage(stage, status)``
+    is called as each stage ends (computed or found in the cache), in plan order.
     """
     started = time.perf_counter()
     config = resolve_config(study, profile)
     out = Path(out) if out is not None else default_out(config)
     plan = plan_study(config)
+    if kinds is not None:
+        plan = plan.only(kinds)
     forced = forced_keys(plan, force)
     kind = executor or config.executor.kind
     runner = make_executor(kind, address or (config.executor.address if kind == "ray" else None),
@@ -279,7 +285,7 @@ def run_study(
         say(f"study {config.study}: {len(plan)} stages, {len(plan) - len(todo)} cached, "
             f"{len(todo)} to run ({runner.name} executor); output {out}")
         job = Job(out=out, study=config, todo=todo, device=config.device,
-                  on_status=_progress(plan, say))
+                  on_status=_progress(plan, say, on_stage))
         try:
             statuses = runner.run(plan, job)
         except KeyboardInterrupt:
@@ -299,16 +305,18 @@ def run_study(
     return result
 
 
-def _progress(plan: Plan, say: Log) -> Callable[[Stage, StageStatus], None]:
+def _progress(plan: Plan, say: Log, then: Callable[[Stage, StageStatus], None] | None = None
+              ) -> Callable[[Stage, StageStatus], None]:
     done = [0]
 
     def on_status(stage: Stage, status: StageStatus) -> None:
         done[0] += 1
-        if status.state == "cached":
-            return
-        detail = f" in {status.seconds:.1f}s" if status.state == "done" else \
-            f": {status.reason}" if status.reason else ""
-        say(f"[{done[0]}/{len(plan)}] {stage.name}: {status.state}{detail}")
+        if status.state != "cached":
+            detail = f" in {status.seconds:.1f}s" if status.state == "done" else \
+                f": {status.reason}" if status.reason else ""
+            say(f"[{done[0]}/{len(plan)}] {stage.name}: {status.state}{detail}")
+        if then is not None:
+            then(stage, status)
 
     return on_status
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -31,10 +32,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
-from varsec.errors import ConfigError, VarsecWarning
+from varsec.errors import ConfigError, VarsecError, VarsecWarning
 from varsec.registry import EXTERNAL, check_factory_spec
 from varsec.study.external import (
     built_backbone,
@@ -135,10 +137,11 @@ def _check_eps(value: float) -> float:
 
 
 def _registered(value: str, lookup: Callable[[str], Any]) -> str:
-    """``value`` when ``lookup`` (a registry's) knows it; its one-sentence error otherwise."""
+    """``value`` when ``lookup`` (a registry's, or a file reader's) accepts it; its one-sentence
+    error otherwise."""
     try:
         lookup(value)
-    except ConfigError as exc:
+    except VarsecError as exc:
         raise ValueError(str(exc).rstrip(".")) from None
     return value
 
@@ -183,11 +186,24 @@ def is_promotion(kind: str) -> bool:
 
 
 def promotes(attack: AttackSection) -> bool:
-    """Whether ``attack`` promotes cold items through a two-stage ranker: its kind does (INSA,
-    EXPA, c-SEMA) or its objective does (INSA's, the probes' ranks of a query-only attack)."""
+    """Whether ``attack`` promotes cold items through a two-stage ranker: its objective does
+    (INSA's, the probes' ranks of a query-only attack), or its kind does (EXPA, c-SEMA) when it
+    keeps the kind's own objective and goes through a recommender. On an extractor (or, for
+    c-SEMA, on no model) such a kind is a feature attack, or a pasted inset, like any other."""
     from varsec.attacks.registry import objective_family
 
-    return is_promotion(attack.kind) or objective_family(attack_objective(attack)) == "promotion"
+    objective = attack_objective(attack)
+    if objective_family(objective) == "promotion":
+        return True
+    return bool(attack.recommender) and promotion_kind(attack)
+
+
+def promotion_kind(attack: AttackSection) -> bool:
+    """Whether ``attack`` is a promotion kind (EXPA, c-SEMA, INSA) with its own objective."""
+    from varsec.attacks.registry import attack_method
+
+    method = attack_method(attack.kind)
+    return method.family == "promotion" and attack_objective(attack) == method.objective
 
 
 def _check_step(value: float) -> float:
@@ -226,12 +242,18 @@ def resolve_alpha(alpha: float | str | None, eps: float, steps: int) -> float | 
     return eps / (max(1, steps) if divisor == "steps" else float(divisor))
 
 
+def _item_id(value: Any) -> Any:
+    """An item id: a string, or a number as YAML reads an unquoted id (kept as its text)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 Eps = Annotated[float, AfterValidator(_check_eps)]
 StepSize = Annotated[float, AfterValidator(_check_step)]
 AlphaSize = Annotated[float | str, AfterValidator(_check_alpha)]
 NameList = Annotated[list[str], BeforeValidator(_as_list)]
 EpsList = Annotated[list[Eps], BeforeValidator(_as_list)]
 PositiveInt = Annotated[int, Field(ge=1)]
+ItemIds = list[Annotated[str, BeforeValidator(_item_id)]]
 
 
 def _check_factory(value: str | None) -> str | None:
@@ -305,6 +327,11 @@ class DatasetSection(Section):
         None, ge=0, le=1, description="simulated sources: how far popularity follows looks (0 "
         "or null: Zipf ranks dealt at random, as by default; up to 1: ranked by the shoppers' "
         "mean appeal of each item's category and look)")
+    as_is: bool = Field(
+        False, description="use the source exactly as it opens: a catalog without "
+        "interactions gets no simulated shoppers and a dataset is not split again; on a bare "
+        "catalog only attacks that need no interactions run (classifier, feature and c-SEMA "
+        "with a hook item id), with evaluation: false (what varsec attack does)")
 
 
 # Dataset keys that leave the data stage's config (and cache key) when null: studies without
@@ -361,6 +388,9 @@ class ExtractorSection(BuildableSection):
                                    "sample of this many test items")
     options: dict[str, Any] = Field(default_factory=dict, description="further training "
                                     "settings (fields of varsec.vision.TrainConfig)")
+    features: bool = Field(True, description="extract the catalog's features and measure the "
+                           "classifier (eval_eps); false: keep only the backbone, for attacks "
+                           "with evaluation: false that read no features (varsec attack)")
 
     @model_validator(mode="after")
     def _external_untrained(self) -> ExtractorSection:
@@ -372,16 +402,58 @@ class ExtractorSection(BuildableSection):
 
 def _check_recommender_kind(value: str) -> str:
     """A registered recommender name or alias (an alias becomes the name it stands for, so both
-    give the same stages), or two-stage."""
+    give the same stages), two-stage, external, or the class a saved recommender's checkpoint
+    holds (see :meth:`RecommenderSection._kind_from_checkpoint`)."""
     if value in (TWO_STAGE, EXTERNAL):
         return value
     from varsec.recsys import RECOMMENDERS
 
     klass = RECOMMENDERS.get(value)
-    if klass is None or klass.name is None:
-        raise ValueError(f"unknown recommender kind {value!r} (known: "
-                         f"{', '.join(RECOMMENDER_KINDS)})")
-    return klass.name
+    if klass is not None and klass.name is not None:
+        return klass.name
+    if _saved_classes.get(value) is not None:
+        return value
+    raise ValueError(f"unknown recommender kind {value!r} (known: "
+                     f"{', '.join(RECOMMENDER_KINDS)})")
+
+
+# Unregistered recommender classes met in checkpoints, by class name (their study kind).
+_saved_classes: dict[str, type] = {}
+
+
+def checkpoint_kind(path: str) -> str:
+    """The study kind of the recommender saved in ``path``: its registered name, or the class
+    name of a class registered under none (a model defined in the caller's own code). Raises
+    the recommender layer's one-sentence ModelError when ``path`` is no such checkpoint."""
+    klass = _checkpoint_class(path, *_stat_key(path))
+    from varsec.recsys import RECOMMENDERS
+
+    if klass.name is not None and RECOMMENDERS.get(klass.name) is klass:
+        return klass.name
+    _saved_classes[klass.__name__] = klass
+    return klass.__name__
+
+
+def _stat_key(path: str) -> tuple[int, int]:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _checkpoint_class(path: str, size: int, mtime_ns: int) -> Any:
+    """The class of a recommender checkpoint (memoised by path, size and mtime: the schema
+    reads each file once per change)."""
+    from varsec.recsys import checkpoint_class
+
+    return checkpoint_class(path)
+
+
+def saved_model_class(path: str) -> Any:
+    """The class of the recommender saved in ``path`` (read once per change of the file)."""
+    return _checkpoint_class(path, *_stat_key(path))
 
 
 class RecommenderSection(BuildableSection):
@@ -410,6 +482,41 @@ class RecommenderSection(BuildableSection):
                                   "a transfer attack")
     factory: Factory = _factory_field("params (and seed, device when it takes them)")
     version: str | None = _version_field()
+    checkpoint: str | None = Field(None, description="a saved varsec recommender file "
+                                   "(Recommender.save) used as it is instead of fitting one: its "
+                                   "kind comes from the file, its sha256 keys the stage; "
+                                   "extractor names the study extractor attached as its image "
+                                   "-> feature map")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_checkpoint(cls, data: Any) -> Any:
+        """A saved recommender's ``kind`` is the class its checkpoint holds (a ``kind`` given
+        as well must name it); an unreadable checkpoint is reported at its own key."""
+        if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), str):
+            return data
+        try:
+            kind = checkpoint_kind(data["checkpoint"])
+        except VarsecError:
+            return data  # the checkpoint field's own check says what is wrong
+        given = data.get("kind")
+        if given is not None and given != kind and _kind_class(given) is not \
+                _kind_class(kind):
+            raise ValueError(f"kind {given!r} differs from the {kind} its checkpoint holds; "
+                             "leave kind out")
+        return {**data, "kind": kind}
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _readable_checkpoint(cls, value: str | None) -> str | None:
+        return value if value is None else _registered(value, checkpoint_kind)
+
+
+def _kind_class(kind: Any) -> Any:
+    """The class a recommender kind (a registered name or alias, or a saved class name) is."""
+    from varsec.recsys import RECOMMENDERS
+
+    return RECOMMENDERS.get(kind) or _saved_classes.get(kind)
 
 
 class PaperBudget(Section):
@@ -500,6 +607,21 @@ class AttackSection(Section):
                                              "steps) that says what a claim not held here would "
                                              "take: rows labelled <attack>+diagnose, the "
                                              "report's Diagnosis table; null = none")
+    item_ids: ItemIds | None = Field(None, description="attack exactly these catalog item ids, "
+                                     "in this order, instead of the family's own choice: the "
+                                     "cold items a promotion attack pushes, the items of a "
+                                     "category attack, the attack items of item-to-item pairs "
+                                     "(each pulled towards hook_item) or the items a ranking "
+                                     "attack poisons; null = the family's choice")
+    chunk: int | None = Field(None, ge=1, description="with item_ids and evaluation: false: "
+                              "attack them in stages of this many items, each cached on its "
+                              "own (a killed run loses at most one chunk); null = one stage")
+    evaluation: bool = Field(True, description="evaluate recommenders on the attacked images; "
+                             "false: only the attack stage runs (its success and image "
+                             "measures, and its per-item table), as varsec attack runs it, and "
+                             "what only an evaluation needs is not asked for (a two-stage "
+                             "recommender for promotion, a source category, a model at all for "
+                             "c-SEMA)")
 
     @model_validator(mode="after")
     def _default_steps(self) -> AttackSection:
@@ -901,6 +1023,7 @@ def check_references(config: StudyConfig) -> list[Problem]:
     device = device_problem(config.device)
     if device is not None:
         problems.append((("device",), device))
+    problems += _check_dataset(config) + _check_extractors(config)
     for name, rec in config.recommenders.items():
         problems += _check_recommender(config, name, rec)
     for name, attack in config.attacks.items():
@@ -913,6 +1036,30 @@ def check_references(config: StudyConfig) -> list[Problem]:
     if len(set(names)) != len(names):
         problems.append((("evaluation", "protocols"), "protocols must be distinct."))
     return problems + _check_evaluation_lists(config) + _check_profile_sizes(config)
+
+
+def _check_dataset(config: StudyConfig) -> list[Problem]:
+    """A source used as it is is not simulated: the simulation settings do not apply."""
+    if not config.dataset.as_is:
+        return []
+    return [(("dataset", key), f"a source used as it is (as_is: true) is not simulated; remove "
+             f"{key}.") for key in ("n_users", "n_warm_items", "n_cold_items",
+                                    "popularity_look_correlation")
+            if getattr(config.dataset, key) is not None]
+
+
+def _check_extractors(config: StudyConfig) -> list[Problem]:
+    """An extractor's checkpoint is a file (its sha256 keys the extractor stage)."""
+    from varsec.io import describe_non_regular
+
+    problems: list[Problem] = []
+    for name, section in config.extractors.items():
+        path = section.checkpoint
+        if path is not None and not Path(path).is_file():
+            what = describe_non_regular(Path(path)) or "does not exist"
+            problems.append((("extractors", name, "checkpoint"), f"checkpoint {path!r} {what}; "
+                             "give a backbone checkpoint file."))
+    return problems
 
 
 _EVALUATION_LISTS = {"metrics": f"metric ({', '.join(METRICS)})", "ks": "cut-off N",
@@ -928,7 +1075,7 @@ def _check_evaluation_lists(config: StudyConfig) -> list[Problem]:
 def _simulation_profile(config: StudyConfig) -> Any:
     """The simulation profile the data stage will use when the source is a named catalog (its
     warm-item count is then known before any data is loaded), else None."""
-    if config.dataset.source != "fashion-mnist":
+    if config.dataset.source != "fashion-mnist" or config.dataset.as_is:
         return None
     try:
         from varsec.data.simulate import PROFILES as SIMULATION_PROFILES
@@ -972,8 +1119,17 @@ def _check_profile_sizes(config: StudyConfig) -> list[Problem]:
 
 def _check_recommender(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
     here: PathKey = ("recommenders", name)
+    if rec.checkpoint is not None:
+        return _check_saved_recommender(config, here, rec)
     problems: list[Problem] = []
     extractors = config.extractors
+    if rec.kind not in RECOMMENDER_KINDS:  # a saved class's name, without its checkpoint
+        return [((*here, "kind"), f"unknown recommender kind {rec.kind!r} (known: "
+                 f"{', '.join(RECOMMENDER_KINDS)}).")]
+    if rec.extractor in extractors and not extractors[rec.extractor].features:
+        problems.append(((*here, "extractor"), f"a {kind_text(rec)} recommender is fitted on the "
+                         f"features of extractor {rec.extractor!r}, which keeps none (features: "
+                         "false)."))
     if has_facts(rec, "needs_features"):
         if rec.extractor is None:
             problems.append(((*here, "extractor"), f"a {kind_text(rec)} recommender needs an "
@@ -1004,6 +1160,24 @@ def recommender_has(config: StudyConfig, name: str, *facts: str) -> bool:
     :func:`varsec.study.external.has_facts`)."""
     rec = config.recommenders.get(name)
     return rec is not None and has_facts(rec, *facts)
+
+
+def _check_saved_recommender(config: StudyConfig, here: PathKey,
+                             rec: RecommenderSection) -> list[Problem]:
+    """A recommender from a checkpoint is used as it is: nothing to fit, and its extractor (a
+    study extractor) is the image -> feature map attached to it."""
+    problems: list[Problem] = [((*here, key), f"a recommender from a checkpoint is not fitted; "
+                                f"remove {key}.")
+                               for key in ("params", "first_stage", "ranker", "observed_users",
+                                           "k") if key in rec.model_fields_set]
+    known = _known(config.extractors)
+    if rec.extractor is not None and rec.extractor not in config.extractors:
+        problems.append(((*here, "extractor"), f"{rec.extractor!r} is not an extractor of this "
+                         f"study (known: {known}); a saved model sees images through one."))
+    elif rec.extractor is None and has_facts(rec, "needs_features"):
+        problems.append(((*here, "extractor"), f"a saved {rec.kind} scores images through an "
+                         f"extractor; name the one it was trained on (known: {known})."))
+    return problems
 
 
 def _check_two_stage(config: StudyConfig, name: str, rec: RecommenderSection) -> list[Problem]:
@@ -1092,8 +1266,8 @@ def attack_items(attack: AttackSection) -> str:
         return "cold"
     if objective == "bpr":
         return "all"
-    if objective == "feature-cosine" or objective == "feature-l2":
-        return "pairs"
+    if objective in ("feature-cosine", "feature-l2", "none"):
+        return "pairs"  # c-SEMA off a recommender: each attack item gets its target as inset
     return "category"
 
 
@@ -1220,38 +1394,17 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     if problems:
         return problems
     objective = attack_objective(attack)
-    needs_rec = promotes(attack) or objective == "bpr"
-    if needs_rec and not attack.recommender:
-        problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
-                         f"recommender it attacks through (known: {_known(recs)})."))
-    if not needs_rec and not attack.extractor:
-        problems.append(((*here, "extractor"), f"a {attack.kind} attack with objective "
-                         f"{objective} needs the extractor it attacks (known: {_known(exts)})."))
-    if attack.recommender and attack.extractor:
-        problems.append(((*here, "extractor"), "give either recommender or extractor, not both."))
-    if promotes(attack):
-        for ref in attack.recommender:
-            if recs[ref].kind != "two-stage":
-                problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "
-                                 "through a two-stage recommender; "
-                                 f"{ref!r} is a {recs[ref].kind}."))
-    if objective == "bpr":
-        for ref in attack.recommender:
-            if not has_facts(recs[ref], "visual", "pairwise"):
-                problems.append(((*here, "recommender"), f"the BPR objective needs a visual "
-                                 f"pairwise recommender ({', '.join(BPR_KINDS)}); {ref!r} is "
-                                 f"a {kind_text(recs[ref])}."))
-    for ref in attack.recommender:
-        message = white_box_problem(attack.kind, ranking_model(config, ref),
-                                    recs[ranking_model(config, ref)])
-        if message:
-            problems.append(((*here, "kind"), message))
-    problems += _check_threat(config, here, attack)
+    problems += _check_targets(config, here, attack, objective)
+    if attack.evaluation:
+        problems += _check_threat(config, here, attack)
     if objective == "classifier-targeted":
-        for key in ("source_category", "target_category"):
+        # explicit items need no source category, unless its CHR@K is evaluated
+        keys = ("target_category",) if attack.item_ids is not None and not attack.evaluation \
+            else ("source_category", "target_category")
+        for key in keys:
             if getattr(attack, key) is None:
                 problems.append(((*here, key), "a targeted classifier attack needs a "
-                                 "source_category and a target_category."))
+                                 f"{' and a '.join(keys)}."))
     method = attack_method(attack.kind)
     if method.uses_eps and not attack.eps:
         problems.append(((*here, "eps"), "give at least one eps (8-bit levels)."))
@@ -1276,6 +1429,110 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     if objective.startswith("classifier") and attack.items not in ("auto", "category", "all"):
         problems.append(((*here, "items"), f"a classifier attack perturbs a category or all "
                          f"items, not {attack.items!r}."))
+    return problems + _check_item_ids(here, attack) + _check_evaluation(config, here, attack)
+
+
+def _check_targets(config: StudyConfig, here: PathKey, attack: AttackSection,
+                   objective: str) -> list[Problem]:
+    """The model an attack goes through: a recommender (promotion, BPR) or an extractor; none
+    for c-SEMA's bare inset when nothing evaluates it."""
+    recs, exts = config.recommenders, config.extractors
+    problems: list[Problem] = []
+    needs_rec = promotes(attack) or objective == "bpr"
+    bare = objective == "none" and not attack.evaluation
+    if needs_rec and not attack.recommender:
+        problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
+                         f"recommender it attacks through (known: {_known(recs)})."))
+    elif not needs_rec and not attack.extractor and not bare:
+        if promotion_kind(attack) and not attack.recommender:
+            problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
+                             f"recommender it promotes through, or an extractor (known: "
+                             f"{_known([*recs, *exts])})."))
+        else:
+            problems.append(((*here, "extractor"), f"a {attack.kind} attack with objective "
+                             f"{objective} needs the extractor it attacks (known: "
+                             f"{_known(exts)})."))
+    if attack.recommender and attack.extractor:
+        problems.append(((*here, "extractor"), "give either recommender or extractor, not both."))
+    for ref in attack.recommender if needs_rec else []:
+        kind = kind_text(recs[ref])
+        if promotes(attack) and attack.evaluation and recs[ref].kind != TWO_STAGE:
+            problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "
+                             f"through a two-stage recommender; {ref!r} is a {kind}."))
+        elif objective == "bpr" and attack.evaluation and not has_facts(recs[ref], "visual",
+                                                                        "pairwise"):
+            problems.append(((*here, "recommender"), f"the BPR objective needs a visual "
+                             f"pairwise recommender ({', '.join(BPR_KINDS)}); {ref!r} is a "
+                             f"{kind}."))
+        elif recs[ref].kind != TWO_STAGE and not has_facts(recs[ref], "visual"):
+            # not evaluated: any visual model the engine can backpropagate through
+            problems.append(((*here, "recommender"), f"a {objective} attack goes through a "
+                             f"visual recommender; {ref!r} is a {kind}."))
+    for ref in attack.recommender:
+        model = ranking_model(config, ref)
+        message = white_box_problem(attack.kind, model, recs[model])
+        if message:
+            problems.append(((*here, "kind"), message))
+    for ref in attack.extractor:
+        problems += _check_feature_source(config, here, attack, ref)
+    return problems
+
+
+def _check_feature_source(config: StudyConfig, here: PathKey, attack: AttackSection,
+                          ref: str) -> list[Problem]:
+    """An extractor kept without features (``features: false``) can be attacked only where
+    nothing reads its features: no evaluation, no random pairs."""
+    if config.extractors[ref].features:
+        return []
+    if attack.evaluation:
+        return [((*here, "evaluation"), f"extractor {ref!r} keeps no features (features: "
+                 "false), which evaluations read; set evaluation: false or features: true.")]
+    if attack_family(attack) == "item2item" and attack.item_ids is None:
+        return [((*here, "item_ids"), f"random pairs are drawn by the features of extractor "
+                 f"{ref!r}, which keeps none (features: false); give item_ids (each pulled "
+                 "towards hook_item) or set features: true.")]
+    return []
+
+
+def _check_item_ids(here: PathKey, attack: AttackSection) -> list[Problem]:
+    """``item_ids`` replace ``items`` and ``n_items``; ``chunk`` splits them."""
+    ids = attack.item_ids
+    if ids is None:
+        return [((*here, "chunk"), "chunk splits item_ids into stages; give item_ids.")] \
+            if attack.chunk is not None else []
+    problems: list[Problem] = []
+    if not ids:
+        problems.append(((*here, "item_ids"), "give at least one item id."))
+    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    if repeated:
+        problems.append(((*here, "item_ids"), f"item id {repeated[0]!r} is listed twice."))
+    for key in ("items", "n_items"):
+        if key in attack.model_fields_set:
+            problems.append(((*here, key), f"item_ids name the attacked items; remove {key}."))
+    if attack.chunk is not None and attack.evaluation:
+        problems.append(((*here, "chunk"), "an evaluation reads one attack stage; chunk only an "
+                         "attack with evaluation: false."))
+    return problems
+
+
+def _check_evaluation(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
+    """An attack nothing evaluates has no models to evaluate, no sweep and no defense."""
+    if attack.evaluation:
+        return []
+    problems: list[Problem] = []
+    if attack.evaluate:
+        problems.append(((*here, "evaluate"), "nothing is evaluated on this attack (evaluation: "
+                         "false); remove evaluate."))
+    if attack.diagnose is not None:
+        problems.append(((*here, "diagnose"), "a diagnosis sweep is evaluated; remove diagnose "
+                         "or set evaluation: true."))
+    name = here[-1]
+    for defense_name, defense in config.defenses.items():
+        if name in defense.attacks or (isinstance(defense.adaptive, list) and
+                                       name in defense.adaptive):
+            problems.append((("defenses", defense_name, "attacks"), f"attack {name!r} is not "
+                             "evaluated (evaluation: false): a defense has nothing to measure "
+                             "on it."))
     return problems
 
 

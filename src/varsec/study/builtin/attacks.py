@@ -14,14 +14,25 @@ Output contract (what evaluations and the report read):
   :func:`varsec.metrics.convergence.converged` (``converged``, ``iterative``, ``steps``,
   ``total_gain``, ``tail_gain``, ``rule``, ...); FGSM and c-SEMA record
   ``{"converged": true, "iterative": false, ...}``;
+* ``item_measures.parquet`` - per attacked item (``item`` catalog index, ``item_id``) and
+  ``metric`` its ``value`` (and a ``note``): ``success`` (when the objective judges it),
+  ``steps`` (engine steps; queries for Square), ``linf``, ``l2``, ``psnr``, ``ssim``, ``lpips``
+  (NaN with the reason in ``note`` when its weights are absent) and the objective before and
+  after the attack: ``predicted_before`` / ``_after`` (classifier), ``distance_to_hook`` or
+  ``distance_to_target`` (feature objectives, c-SEMA on a model), ``mean_score`` with
+  ``prediction_shift`` (INSA), ``bpr_loss`` (BPR), ``objective`` (others). The means of its
+  ``success`` and image measures are the stage's rows;
 * rows - ``success_rate`` (when the objective has one), ``feature_loss``, ``linf``, ``l2``,
   ``psnr``, ``ssim`` and ``lpips`` (only when its weights are present), protocol ``attack``.
 
 Families (see :func:`varsec.study.schema.attack_family`): ``promotion`` (INSA / EXPA / c-SEMA on
 cold items, through the ranker of a two-stage recommender), ``category`` (targeted or untargeted
 classifier attacks on a source category), ``item2item`` (feature-cosine attacks on random
-(attacker, target) pairs of different categories), ``ranking`` (BPR-untargeted poisoning of every
-item image through a pairwise visual recommender).
+(attacker, target) pairs of different categories; c-SEMA off a recommender pastes each pair's
+target), ``ranking`` (BPR-untargeted poisoning of every item image through a pairwise visual
+recommender). With ``item_ids`` every family attacks exactly those items: the promoted items,
+the category attack's items, the attack items of pairs whose target is the hook item, the
+poisoned items. An attack on no model (c-SEMA, ``evaluation: false``) has no ``target`` input.
 
 An attack config with ``through`` (planned for a defense with ``adaptive: true``) is the adaptive
 attacker: the engine attacks the model behind that defense (BPDA / EOT hooks of the input
@@ -32,24 +43,29 @@ transforms, the detector-aware objective of the reconstruction defense, whose fi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
-from varsec.errors import ConfigError
+from varsec.attacks.hooks import catalog_of
+from varsec.errors import ConfigError, DataError
 from varsec.study.builtin.common import (
+    category_code,
     choose_categories,
     extractor_features,
     feature_layer,
     load_backbone,
-    load_dataset,
     load_model,
+    load_source,
+    require_dataset,
     sample_cold_items,
     test_items,
     two_stage_parts,
 )
-from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEMS, PAIRS, PROBES
+from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEM_MEASURES, ITEMS, PAIRS, PROBES
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -60,6 +76,28 @@ from varsec.study.stages import (
 
 Engine = Callable[..., Any]  # run_attack(objective, images, rule, **options) -> AttackResult
 Runs = list[tuple[Any, Any]]  # (step rule, AttackResult.history) of every engine call
+Measure = Callable[[np.ndarray], dict[str, np.ndarray]]  # uint8 images -> per-item values
+
+
+@dataclass
+class Attacked:
+    """What a family attacked: the items (catalog indices), their uint8 adversarial images,
+    what the stage's info records, and per item the engine's success and steps (None where
+    the attack has no such notion) and how the objective reads an image (before / after)."""
+
+    items: np.ndarray
+    adversarial: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+    success: np.ndarray | None = None
+    steps: np.ndarray | None = None
+    measure: Measure | None = None
+
+
+def _engine_result(items: np.ndarray, result: Any, info: dict[str, Any],
+                   measure: Measure | None) -> Attacked:
+    """An :class:`Attacked` from an engine run."""
+    success = None if result.success is None else result.success.numpy()
+    return Attacked(items, result.images.numpy(), info, success, result.steps.numpy(), measure)
 
 
 def _rule(config: dict[str, Any], steps: int | None = None) -> Any:
@@ -75,11 +113,20 @@ def _rule(config: dict[str, Any], steps: int | None = None) -> Any:
     return method.build(eps, steps, alpha, config["params"])
 
 
-def _images(dataset: Any, items: np.ndarray) -> np.ndarray:
-    if dataset.catalog.images is None:
-        raise StageUnavailableError(f"catalog {dataset.catalog.name!r} is features-only: pixel "
+def _images(source: Any, items: np.ndarray) -> np.ndarray:
+    catalog = catalog_of(source)
+    if catalog.images is None:
+        raise StageUnavailableError(f"catalog {catalog.name!r} is features-only: pixel "
                                     "attacks need images.")
-    return np.ascontiguousarray(np.asarray(dataset.catalog.images[items]))
+    return np.ascontiguousarray(np.asarray(catalog.images[items]))
+
+
+def _listed(source: Any, config: dict[str, Any]) -> np.ndarray | None:
+    """The catalog indices of ``item_ids`` (None when the family chooses its items)."""
+    ids = config.get("item_ids")
+    if ids is None:
+        return None
+    return catalog_of(source).index_of(np.asarray(ids, dtype=str))
 
 
 def _engine(ctx: StageContext, config: dict[str, Any], inputs: dict[str, StageOutput]) -> Engine:
@@ -105,48 +152,101 @@ def _hook(config: dict[str, Any]) -> Any:
     return None if hook in (None, "", "most-popular") else hook
 
 
-def _promotion(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
-               engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def _distance(objective: Any, name: str) -> Measure:
+    """A feature objective's distance to its target per image (minus its loss)."""
+
+    def measure(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: (-objective.evaluate(torch.from_numpy(images))).numpy()}
+
+    return measure
+
+
+def _objective_values(objective: Any, name: str = "objective") -> Measure:
+    """The objective's value per image (what the engine maximises)."""
+
+    def measure(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: objective.evaluate(torch.from_numpy(images)).numpy()}
+
+    return measure
+
+
+def _mean_score(objective: Any) -> Measure:
+    """INSA: each image's mean score over the recommender's users (prediction shift, 000 eq 4,
+    is its change)."""
+    from varsec.vision.perturbation import uint8_to_float
+
+    @torch.no_grad()
+    def measure(images: np.ndarray) -> dict[str, np.ndarray]:
+        scores = objective.scores(uint8_to_float(images, str(objective.device)))
+        return {"mean_score": scores.mean(0).cpu().numpy()}
+
+    return measure
+
+
+def _feature_space(ranker_output: StageOutput, device: str,
+                   ranker: Any = None) -> tuple[Any, str | None]:
+    """The feature map a promotion ranker sees images through: its extractor stage's backbone
+    and layer, or DVBPR's own CNN (of ``ranker`` when it is loaded already)."""
+    extractor_output = ranker_output.inputs.get("extractor")
+    if extractor_output is not None:
+        return load_backbone(extractor_output, device), feature_layer(extractor_output)
+    ranker = load_model(ranker_output, device) if ranker is None else ranker
+    return getattr(ranker, "backbone", ranker), None
+
+
+def _csema_options(config: dict[str, Any]) -> dict[str, Any]:
+    params = config["params"]
+    return {k: params[k] for k in ("size", "corner", "margin", "caption") if k in params}
+
+
+def _promotion(ctx: StageContext, config: dict[str, Any], source: Any,
+               target: StageOutput | None, engine: Engine) -> Attacked:
     from varsec.attacks import INSA, csema_batch, expa_objective, resolve_hook
 
-    items = sample_cold_items(dataset, config["n_items"], config["seed"])
-    clean = _images(dataset, items)
+    assert target is not None
+    items = _listed(source, config)
+    if items is None:
+        items = sample_cold_items(require_dataset(source, "choosing cold items"),
+                                  config["n_items"], config["seed"])
+    clean = _images(source, items)
     ranker_output = target.inputs.get("ranker", target)
-    ranker = load_model(ranker_output, ctx.device)
     params = config["params"]
     if config["objective"] == "none":  # c-SEMA: the hook item pasted in, no model
-        hook = resolve_hook(dataset, _hook(config))
-        hook_image = _images(dataset, np.array([hook]))[0]
-        options = {k: params[k] for k in ("size", "corner", "margin", "caption") if k in params}
-        return items, csema_batch(clean, hook_image, **options).numpy(), {"hook": int(hook)}
+        hook = resolve_hook(source, _hook(config))
+        hook_image = _images(source, np.array([hook]))[0]
+        images = csema_batch(clean, hook_image, **_csema_options(config)).numpy()
+        extractor, layer = _feature_space(ranker_output, ctx.device)
+        seen = expa_objective(extractor, source, _hook(config), metric="l2", layer=layer)
+        return Attacked(items, images, {"hook": int(hook)},
+                        measure=_distance(seen, "distance_to_hook"))
+    ranker = load_model(ranker_output, ctx.device)
     if config["objective"] == "probe-rank":
-        objective, info = _probe_objective(ctx, config, dataset, target)
+        objective, info = _probe_objective(ctx, config, source, target)
+        measure = _objective_values(objective, "probe_rank")
     elif config["objective"] == "insa":
         objective = INSA(ranker, users_per_step=params.get("users_per_step"),
                          aggregate=params.get("aggregate", "logsumexp"), seed=config["seed"])
         info: dict[str, Any] = {"optimizer_steps": objective.optimizer_steps(config["steps"])}
+        measure = _mean_score(objective)
     else:
-        extractor_output = ranker_output.inputs.get("extractor")
-        if extractor_output is not None:
-            extractor, layer = load_backbone(extractor_output, ctx.device), \
-                feature_layer(extractor_output)
-        else:  # DVBPR: its own CNN is the feature extractor
-            extractor, layer = getattr(ranker, "backbone", ranker), None
-        objective = expa_objective(extractor, dataset, _hook(config), metric="l2", layer=layer)
-        info = {"hook": int(resolve_hook(dataset, _hook(config)))}
+        extractor, layer = _feature_space(ranker_output, ctx.device, ranker)
+        objective = expa_objective(extractor, source, _hook(config), metric="l2", layer=layer)
+        info = {"hook": int(resolve_hook(source, _hook(config)))}
+        measure = _distance(objective, "distance_to_hook")
     rule = _rule(config, info.get("optimizer_steps"))
     result = engine(objective, clean, rule, seed=config["seed"],
                     batch_size=params.get("batch_size", 64), device=ctx.device)
-    return items, result.images.numpy(), {**info, "success_rate": result.success_rate}
+    return _engine_result(items, result, {**info, "success_rate": result.success_rate}, measure)
 
 
-def _probe_objective(ctx: StageContext, config: dict[str, Any], dataset: Any,
+def _probe_objective(ctx: StageContext, config: dict[str, Any], source: Any,
                      target: StageOutput) -> tuple[Any, dict[str, Any]]:
     """The probes' rank feedback: a seeded sample of users with histories and a test item,
     saved as ``probes.npy`` (the evaluation leaves them out), and their top-N lists."""
     from varsec.attacks.probe_rank import ProbeRank
     from varsec.recsys import TwoStage
 
+    dataset = require_dataset(source, "a probe-rank objective")
     settings = {name: config["params"].get(name, spec.default)
                 for name, spec in ProbeRank.params.items()}
     users = np.flatnonzero(test_items(dataset, None, config["seed"]) >= 0)
@@ -162,83 +262,136 @@ def _probe_objective(ctx: StageContext, config: dict[str, Any], dataset: Any,
     return ProbeRank(pipeline, sets, settings["top_n"]), {"probes": len(probes), **settings}
 
 
-def _category(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
-              engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from varsec.attacks import ClassifierObjective
-    from varsec.metrics.attack import classifier_success_rate
+def _named_target(source: Any, target: str | None) -> dict[str, Any]:
+    """The category choice of an attack on listed items: the target (if any), no source."""
+    code = None if target is None else category_code(source, target)
+    name = None if code is None else catalog_of(source).category_name(code)
+    return {"source": None, "source_code": None, "target": name, "target_code": code,
+            "target_chosen": "config"}
 
+
+def _category(ctx: StageContext, config: dict[str, Any], source: Any,
+              target: StageOutput | None, engine: Engine) -> Attacked:
+    from varsec.attacks import ClassifierObjective
+    from varsec.metrics.attack import classifier_success, predict
+
+    assert target is not None
     backbone = load_backbone(target, ctx.device)
-    categories = np.asarray(dataset.catalog.categories)
-    choice = choose_categories(dataset, config["source_category"], config["target_category"])
-    if choice["source_code"] is not None:
-        items = np.flatnonzero(categories == choice["source_code"])
+    catalog = catalog_of(source)
+    if catalog.categories is None:
+        raise DataError(f"catalog {catalog.name!r} has no categories; a category attack "
+                        "needs them.")
+    categories = np.asarray(catalog.categories)
+    items = _listed(source, config)
+    if items is not None and config["source_category"] is None:
+        choice = _named_target(source, config["target_category"])
     else:
-        items = np.arange(dataset.n_items)
-    if config["n_items"] and config["n_items"] < len(items):
-        rng = np.random.default_rng(config["seed"])
-        items = np.sort(rng.choice(items, config["n_items"], replace=False))
+        choice = choose_categories(require_dataset(source, "choosing categories"),
+                                   config["source_category"], config["target_category"])
+    if items is None:
+        items = np.flatnonzero(categories == choice["source_code"]) \
+            if choice["source_code"] is not None else np.arange(len(catalog))
+        if config["n_items"] and config["n_items"] < len(items):
+            rng = np.random.default_rng(config["seed"])
+            items = np.sort(rng.choice(items, config["n_items"], replace=False))
     labels = categories[items]
     goal = None
     if config["objective"] == "classifier-targeted":
         goal = np.full(len(items), choice["target_code"])
     objective = ClassifierObjective(backbone, labels=labels, target=goal,
                                     kappa=config["params"].get("kappa", 0.0))
-    result = engine(objective, _images(dataset, items), _rule(config), seed=config["seed"],
+    result = engine(objective, _images(source, items), _rule(config), seed=config["seed"],
                     batch_size=config["params"].get("batch_size", 128), device=ctx.device)
     adversarial = result.images.numpy()
-    rate = classifier_success_rate(backbone, adversarial, labels=labels, target=goal)
-    return items, adversarial, {"success_rate": rate, "categories": choice}
+    success = classifier_success(backbone, adversarial, labels=labels, target=goal)
+
+    def measure(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {"predicted": predict(backbone, images).astype(np.float64)}
+
+    return Attacked(items, adversarial, {"success_rate": float(np.mean(success)),
+                                         "categories": choice},
+                    success, result.steps.numpy(), measure)
 
 
-def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
-           engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from varsec.attacks import FeatureTarget
+def _pairs(ctx: StageContext, config: dict[str, Any], source: Any,
+           target: StageOutput | None, engine: Engine) -> Attacked:
+    """(attack item, target item) pairs: random pairs of different categories, or each listed
+    item with the hook item as its target; the attack pulls the attack item's features towards
+    its target's (c-SEMA pastes the target in instead)."""
+    from varsec.attacks import FeatureTarget, expa_objective, resolve_hook
     from varsec.metrics.attack import random_item_pairs
 
-    pairs = random_item_pairs(dataset.catalog.categories, int(config["n_items"] or 1000),
-                              seed=config["seed"])
-    targets, attackers = pairs[:, 0], pairs[:, 1]
-    backbone = load_backbone(target, ctx.device)
-    features = torch.as_tensor(extractor_features(target)[targets])
-    metric = "cosine" if config["objective"] != "feature-l2" else "l2"
-    objective = FeatureTarget(backbone, target_features=features, metric=metric,
-                              layer=feature_layer(target))
-    result = engine(objective, _images(dataset, attackers), _rule(config), seed=config["seed"],
+    attackers = _listed(source, config)
+    if attackers is None:
+        pairs = random_item_pairs(catalog_of(source).categories, int(config["n_items"] or 1000),
+                                  seed=config["seed"])
+        targets, attackers, name = pairs[:, 0], pairs[:, 1], "distance_to_target"
+    else:
+        hook = resolve_hook(source, _hook(config))
+        targets, name = np.full(len(attackers), hook, dtype=np.int64), "distance_to_hook"
+    np.save(ctx.workdir / PAIRS, np.stack([attackers, targets], 1).astype(np.int64))
+    # the thesis' cosine unless asked for L2; c-SEMA is measured as EXPA's L2 pull is
+    metric = "l2" if config["objective"] in ("feature-l2", "none") else "cosine"
+    objective = None
+    if target is not None:
+        backbone, layer = load_backbone(target, ctx.device), feature_layer(target)
+        if config.get("item_ids") is None:
+            features = torch.as_tensor(extractor_features(target)[targets])
+            objective = FeatureTarget(backbone, target_features=features, metric=metric,
+                                      layer=layer)
+        else:
+            objective = expa_objective(backbone, source, _hook(config), metric=metric,
+                                       layer=layer)
+    measure = None if objective is None else _distance(objective, name)
+    if config["objective"] == "none":  # c-SEMA: each attack item gets its target as inset
+        images = _insets(_images(source, attackers), _images(source, targets), config)
+        return Attacked(attackers, images, {}, measure=measure)
+    assert objective is not None
+    result = engine(objective, _images(source, attackers), _rule(config), seed=config["seed"],
                     early_stop=False, batch_size=config["params"].get("batch_size", 128),
                     device=ctx.device)
-    np.save(ctx.workdir / PAIRS, np.stack([attackers, targets], 1).astype(np.int64))
-    return attackers, result.images.numpy(), {}
+    return _engine_result(attackers, result, {}, measure)
 
 
-def _poison(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
-            engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Every item image, untargeted on the BPR loss (002 eq 3-4; varsec.attacks.poison_catalog
-    with the engine of this stage)."""
+def _insets(images: np.ndarray, targets: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """c-SEMA of each image with its own target image as the inset."""
+    from varsec.attacks.csema import csema
+
+    options = _csema_options(config)
+    composed = [csema(image, inset, **options).image
+                for image, inset in zip(images, targets, strict=True)]
+    return np.stack(composed) if composed else images.copy()
+
+
+def _poison(ctx: StageContext, config: dict[str, Any], source: Any,
+            target: StageOutput | None, engine: Engine) -> Attacked:
+    """Every item image (or the listed ones), untargeted on the BPR loss (002 eq 3-4;
+    varsec.attacks.poison_catalog with the engine of this stage)."""
     from varsec.attacks import BPRUntargeted
 
+    assert target is not None
     model = load_model(target, ctx.device)
-    objective = BPRUntargeted(model, dataset, seed=config["seed"])
+    objective = BPRUntargeted(model, require_dataset(source, "the BPR objective"),
+                              _listed(source, config), seed=config["seed"])
     result = engine(objective, objective.images, _rule(config), seed=config["seed"],
                     batch_size=config["params"].get("batch_size", 128), desc="BPR-untargeted")
-    return np.asarray(objective.items), result.images.numpy(), \
-        {"success_rate": result.success_rate}
+    return _engine_result(np.asarray(objective.items), result,
+                          {"success_rate": result.success_rate},
+                          _objective_values(objective, "bpr_loss"))
 
 
 _FAMILIES = {"promotion": _promotion, "category": _category, "item2item": _pairs,
              "ranking": _poison}
 
 
-def _measure_rows(ctx: StageContext, config: dict[str, Any], clean: np.ndarray,
-                  adversarial: np.ndarray, extras: dict[str, Any],
+def _measure_rows(ctx: StageContext, clean: np.ndarray, adversarial: np.ndarray,
+                  measures: pd.DataFrame, extras: dict[str, Any],
                   feature_source: StageOutput | None) -> list[dict[str, Any]]:
-    from varsec.metrics.image import image_measures
-
     rows = []
     if extras.get("success_rate") is not None:
         rows.append(row("success_rate", extras["success_rate"], protocol="attack",
                         n=len(clean)))
-    measures = image_measures(clean, adversarial)
-    for column in ("linf", "l2", "psnr", "ssim", "lpips"):
+    for column in IMAGE_MEASURES:
         values = measures[column].to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
         if finite.size:
@@ -251,6 +404,38 @@ def _measure_rows(ctx: StageContext, config: dict[str, Any], clean: np.ndarray,
         loss = feature_loss(backbone, clean, adversarial, layer=feature_layer(feature_source))
         rows.append(row("feature_loss", float(np.mean(loss)), protocol="attack", n=len(loss)))
     return rows
+
+
+IMAGE_MEASURES = ("linf", "l2", "psnr", "ssim", "lpips")
+
+
+def item_table(attacked: Attacked, item_ids: np.ndarray, clean: np.ndarray,
+               measures: pd.DataFrame) -> pd.DataFrame:
+    """The per-item table (module docstring): one row per attacked item and metric."""
+    values: dict[str, np.ndarray] = {}
+    if attacked.success is not None:
+        values["success"] = np.asarray(attacked.success, dtype=np.float64)
+    if attacked.steps is not None:
+        values["steps"] = np.asarray(attacked.steps, dtype=np.float64)
+    for column in IMAGE_MEASURES:
+        values[column] = measures[column].to_numpy(dtype=np.float64)
+    if attacked.measure is not None:
+        before, after = attacked.measure(clean), attacked.measure(attacked.adversarial)
+        for name in before:
+            values[f"{name}_before"] = np.asarray(before[name], dtype=np.float64)
+            values[f"{name}_after"] = np.asarray(after[name], dtype=np.float64)
+            if name == "mean_score":
+                values["prediction_shift"] = values[f"{name}_after"] - values[f"{name}_before"]
+    lpips = measures.attrs.get("lpips", "computed")
+    n = len(attacked.items)
+    frame = pd.DataFrame({
+        "item": np.tile(np.asarray(attacked.items, dtype=np.int64), len(values)),
+        "item_id": np.tile(np.asarray(item_ids, dtype=str), len(values)),
+        "metric": np.repeat(list(values), n),
+        "value": np.concatenate(list(values.values())) if values else np.zeros(0),
+    })
+    frame["note"] = np.where((frame["metric"] == "lpips") & (lpips != "computed"), lpips, "")
+    return frame
 
 
 def _save_examples(ctx: StageContext, items: np.ndarray, clean: np.ndarray,
@@ -266,7 +451,7 @@ def _save_examples(ctx: StageContext, items: np.ndarray, clean: np.ndarray,
 
 
 def _estimate(config: dict[str, Any], study: Any) -> float:
-    n = config.get("n_items") or 100
+    n = len(config["item_ids"]) if config.get("item_ids") else config.get("n_items") or 100
     return 2.0 + n * max(1, config.get("steps", 1)) * 0.002
 
 
@@ -333,25 +518,34 @@ def _convergence(ctx: StageContext, config: dict[str, Any], runs: Runs) -> dict[
             "items": int(combined.shape[1])}
 
 
-@register_stage("attack", version="2", estimate=_estimate)
+@register_stage("attack", version="3", estimate=_estimate)
 def attack_stage(ctx: StageContext, config: dict[str, Any],
                  inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     """Run the attack (see the module docstring for the outputs)."""
-    dataset = load_dataset(inputs["data"])
-    target = inputs["target"]
+    from varsec.metrics.image import image_measures
+
+    source = load_source(inputs["data"])
+    target = inputs.get("target")
     runs: Runs = []
     engine = _recording(_engine(ctx, config, inputs), runs)
-    items, adversarial, extras = _FAMILIES[config["family"]](ctx, config, dataset, target,
-                                                             engine)
+    attacked = _FAMILIES[config["family"]](ctx, config, source, target, engine)
     ctx.info["convergence"] = _convergence(ctx, config, runs)
-    adversarial = np.ascontiguousarray(adversarial, dtype=np.uint8)
-    clean = _images(dataset, items)
-    np.save(ctx.workdir / ITEMS, np.asarray(items, dtype=np.int64))
-    np.save(ctx.workdir / ADVERSARIAL, adversarial)
-    _save_examples(ctx, items, clean, adversarial, config["save_images"])
-    feature_source = target if target.kind == "extractor" else target.find("extractor")
+    items = np.asarray(attacked.items, dtype=np.int64)
+    attacked.adversarial = np.ascontiguousarray(attacked.adversarial, dtype=np.uint8)
+    clean = _images(source, items)
+    np.save(ctx.workdir / ITEMS, items)
+    np.save(ctx.workdir / ADVERSARIAL, attacked.adversarial)
+    _save_examples(ctx, items, clean, attacked.adversarial, config["save_images"])
+    feature_source = None if target is None else \
+        target if target.kind == "extractor" else target.find("extractor")
+    extras = dict(attacked.info)
     optimizer_steps = extras.pop("optimizer_steps", None)
     ctx.info.update({k: v for k, v in extras.items() if k != "success_rate"},
                     items=len(items), family=config["family"], objective=config["objective"],
                     budget=_budget(config, optimizer_steps))
-    return _measure_rows(ctx, config, clean, adversarial, extras, feature_source)
+    measures = image_measures(clean, attacked.adversarial)
+    rows = _measure_rows(ctx, clean, attacked.adversarial, measures, extras, feature_source)
+    ids = catalog_of(source).item_ids[items]
+    item_table(attacked, ids, clean, measures).to_parquet(ctx.workdir / ITEM_MEASURES,
+                                                          index=False)
+    return rows

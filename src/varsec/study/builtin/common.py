@@ -11,25 +11,42 @@ from typing import Any
 import numpy as np
 import torch
 
-from varsec.data.catalog import SPLIT_CODES, Dataset
+from varsec.data.catalog import SPLIT_CODES, Dataset, ItemCatalog
 from varsec.errors import DataError
 from varsec.registry import EXTERNAL
 from varsec.study.files import EXTRACTOR, FEATURES, MODEL
 from varsec.study.results import row, summary_ci
 from varsec.study.stages import StageOutput, StageUnavailableError
 
-_DATASETS: OrderedDict[str, Dataset] = OrderedDict()
+_SOURCES: OrderedDict[str, Dataset | ItemCatalog] = OrderedDict()
 _MEMO_SIZE = 2
 
 
-def load_dataset(output: StageOutput) -> Dataset:
-    """The dataset a data stage saved (memoised per process: stages share it)."""
+def load_source(output: StageOutput) -> Dataset | ItemCatalog:
+    """What a data stage saved: a dataset, or the bare catalog of a source used as it is
+    (``dataset.as_is``); memoised per process (stages share it), every file verified."""
     path = str(output.file("dataset"))
-    if path not in _DATASETS:
-        _DATASETS[path] = Dataset.load(path, verify=True)
-        while len(_DATASETS) > _MEMO_SIZE:
-            _DATASETS.popitem(last=False)
-    return _DATASETS[path]
+    if path not in _SOURCES:
+        from varsec.data.sources import open_source
+
+        _SOURCES[path] = open_source(path)
+        while len(_SOURCES) > _MEMO_SIZE:
+            _SOURCES.popitem(last=False)
+    return _SOURCES[path]
+
+
+def load_dataset(output: StageOutput) -> Dataset:
+    """The dataset a data stage saved (a DataError when it is a catalog without interactions)."""
+    return require_dataset(load_source(output), "this stage")
+
+
+def require_dataset(source: Dataset | ItemCatalog, what: str) -> Dataset:
+    """``source`` when it is a dataset; a DataError saying ``what`` needs interactions when it
+    is a bare catalog (a source used as it is)."""
+    if not isinstance(source, Dataset):
+        raise DataError(f"{what} needs interactions; catalog {source.name!r} is used as it is "
+                        "(dataset.as_is) and has none.")
+    return source
 
 
 def load_backbone(output: StageOutput, device: str = "cpu") -> Any:
@@ -121,10 +138,12 @@ def sample_cold_items(dataset: Dataset, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(cold, n, replace=False))
 
 
-def category_code(dataset: Dataset, name: str) -> int:
-    """A category of the dataset's catalog, by name or code."""
+def category_code(dataset: Dataset | ItemCatalog, name: str) -> int:
+    """A category of the dataset's catalog (or of a bare catalog), by name or code."""
+    from varsec.attacks.hooks import catalog_of
+
     value: str | int = int(name) if str(name).isdigit() else str(name)
-    return dataset.catalog.category_code(value)
+    return catalog_of(dataset).category_code(value)
 
 
 def category_popularity(dataset: Dataset) -> list[dict[str, Any]]:
@@ -264,6 +283,8 @@ __all__ = [
     "load_backbone",
     "load_dataset",
     "load_model",
+    "load_source",
+    "require_dataset",
     "sample_cold_items",
     "save_units",
     "test_items",

@@ -1,4 +1,5 @@
-"""The data stage: open the source, simulate interactions when it has none, split, save."""
+"""The data stage: open the source, simulate interactions when it has none, split, save; or,
+with ``as_is``, save the source as it opens (a bare catalog stays a catalog)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ SIZE_KEYS = ("n_users", "n_warm_items", "n_cold_items")
 SIMULATION_KEYS = (*SIZE_KEYS, "popularity_look_correlation")
 
 
-def build_dataset(config: dict[str, Any]) -> Dataset:
+def build_dataset(config: dict[str, Any]) -> Dataset | ItemCatalog:
     """The study's dataset: a saved / real dataset as is (split if needed), or a catalog with
-    simulated interactions (``simulate_and_split`` at the configured profile)."""
+    simulated interactions (``simulate_and_split`` at the configured profile); with ``as_is``
+    the source exactly as it opens."""
     from varsec.data.simulate import simulate_and_split
     from varsec.data.sources import open_source
     from varsec.data.splits import leave_one_out
@@ -30,6 +32,8 @@ def build_dataset(config: dict[str, Any]) -> Dataset:
     source = open_source(config["source"], trust_pickle=config["trust_pickle"],
                          reviews=config["reviews"], features=config["features"],
                          allow_outside=bool(config.get("allow_outside")))
+    if config.get("as_is"):
+        return source
     if isinstance(source, ItemCatalog):
         return simulate_and_split(source, _simulation_profile(config), config["seed"],
                                   mode=config["split"], validation=config["validation"],
@@ -55,8 +59,10 @@ def _simulation_profile(config: dict[str, Any]) -> Any:
     return dataclasses.replace(profile, **sizes) if sizes else profile
 
 
-def serve_images(dataset: Dataset, config: dict[str, Any], scratch: Path) -> Dataset:
-    """``dataset`` with its catalog at the configured ``image_size`` and ``mode``.
+def serve_images(dataset: Dataset | ItemCatalog, config: dict[str, Any],
+                 scratch: Path) -> Dataset | ItemCatalog:
+    """``dataset`` (or a bare catalog) with its catalog at the configured ``image_size`` and
+    ``mode``.
 
     Runs after the simulation, on the items the dataset kept: the simulator's styles (and its
     oracle) come from the native pixels, so the simulated market is the same at every
@@ -66,6 +72,9 @@ def serve_images(dataset: Dataset, config: dict[str, Any], scratch: Path) -> Dat
     from varsec.data.resample import is_native, resample_catalog
 
     size, mode = config.get("image_size"), config.get("mode")
+    if isinstance(dataset, ItemCatalog):
+        native = is_native(dataset, size, mode)
+        return dataset if native else resample_catalog(dataset, size, mode, scratch=scratch)
     if is_native(dataset.catalog, size, mode):
         return dataset
     catalog = resample_catalog(dataset.catalog, size, mode, scratch=scratch)
@@ -75,8 +84,13 @@ def serve_images(dataset: Dataset, config: dict[str, Any], scratch: Path) -> Dat
     return dataclasses.replace(dataset, catalog=catalog, meta=meta)
 
 
-def dataset_info(dataset: Dataset) -> dict[str, Any]:
+def dataset_info(dataset: Dataset | ItemCatalog) -> dict[str, Any]:
     """What the report says about the data (sizes, provenance, whether it was simulated)."""
+    if isinstance(dataset, ItemCatalog):  # used as it is: no users, no interactions
+        return {"name": dataset.name, "items": len(dataset), "users": 0, "interactions": 0,
+                "simulated": False, "as_is": True, "category_names": dataset.category_names,
+                "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+                "content_hash": dataset.content_hash()}
     split = dataset.split if dataset.split is not None else np.zeros(0)
     meta = dataset.meta or {}
     return {
@@ -103,7 +117,7 @@ def dataset_info(dataset: Dataset) -> dict[str, Any]:
                 estimate=lambda config, study: _SECONDS.get(config["profile"], 15.0))
 def data_stage(ctx: StageContext, config: dict[str, Any],
                inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
-    """Build and save the dataset (``dataset/``); no result rows."""
+    """Build and save the dataset (``dataset/``, a bare catalog with ``as_is``); no rows."""
     from varsec.data.resample import check_resample
 
     check_resample(config.get("image_size"), config.get("mode"))

@@ -1,4 +1,5 @@
-"""The recommender stage: fit a model on the train part (features from its extractor stage)."""
+"""The recommender stage: fit a model on the train part (features from its extractor stage), or
+take a saved one as it is (``checkpoint``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from varsec.errors import ConfigError
 from varsec.study.builtin.common import extractor_features, features_of, load_dataset
 from varsec.study.files import ADVERSARIAL, CATALOG, ITEMS, MODEL
 from varsec.study.schema import EXTERNAL, TWO_STAGE
@@ -22,7 +24,7 @@ _PROFILE_SECONDS = {"quick": 1.0, "default": 8.0, "paper": 80.0}
 def _estimate(config: dict[str, Any], study: Any) -> float:
     from varsec.recsys import recommender_class
 
-    if config["kind"] in (TWO_STAGE, EXTERNAL):
+    if config["kind"] in (TWO_STAGE, EXTERNAL) or "checkpoint" in config:
         return 2.0
     klass = recommender_class(config["kind"])
     if not klass.pairwise:  # no training epochs (AlexRank, item-kNN)
@@ -68,6 +70,25 @@ def observed_view(dataset: Any, share: float, seed: int) -> Any:
                    dataset.cold_items, dataset.oracle, {**dataset.meta, "observed_users": share})
 
 
+def _saved(ctx: StageContext, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A saved recommender, copied into the stage as it is (the copy must be the file whose
+    sha256 keyed the stage); its extractor is attached when a consumer loads it."""
+    import shutil
+
+    from varsec.io import sha256_file
+    from varsec.recsys import Recommender
+
+    shutil.copyfile(config["checkpoint"], ctx.workdir / MODEL)
+    if sha256_file(ctx.workdir / MODEL) != config["sha256"]:
+        raise ConfigError(f"recommender checkpoint {config['checkpoint']!r} changed while the "
+                          "run was starting; run it again.")
+    model = Recommender.load(ctx.workdir / MODEL)
+    ctx.info.update(kind=config["kind"], checkpoint=config["checkpoint"],
+                    hyperparameters=model.hyperparameters, users=model.n_users,
+                    items=model.n_items)
+    return []
+
+
 @register_stage("recommender", version="1", estimate=_estimate)
 def recommender_stage(ctx: StageContext, config: dict[str, Any],
                       inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
@@ -80,6 +101,8 @@ def recommender_stage(ctx: StageContext, config: dict[str, Any],
     if config["kind"] == TWO_STAGE:
         ctx.info.update(kind=TWO_STAGE, k=config["k"])
         return []
+    if "checkpoint" in config:
+        return _saved(ctx, config)
     dataset = load_dataset(inputs["data"])
     if config.get("observed_users", 1.0) < 1:
         dataset = observed_view(dataset, config["observed_users"], config["seed"])

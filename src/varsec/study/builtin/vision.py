@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from varsec.attacks.hooks import catalog_of
 from varsec.data.catalog import Dataset, ItemCatalog
 from varsec.errors import ConfigError
 from varsec.registry import EXTERNAL
-from varsec.study.builtin.common import load_dataset
+from varsec.study.builtin.common import load_source
 from varsec.study.files import EXTRACTOR, FEATURES
 from varsec.study.results import row
 from varsec.study.stages import StageContext, StageOutput, register_stage
@@ -19,7 +20,7 @@ _TRAIN_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "eps", "steps", "rep
                  "max_train")
 
 
-def _training_catalog(config: dict[str, Any], dataset: Dataset) -> ItemCatalog:
+def _training_catalog(config: dict[str, Any], dataset: Dataset | ItemCatalog) -> ItemCatalog:
     return _half(config, _whole_catalog(config, dataset))
 
 
@@ -34,9 +35,9 @@ def _half(config: dict[str, Any], catalog: ItemCatalog) -> ItemCatalog:
     return catalog.subset(np.sort(order[half::2]))
 
 
-def _whole_catalog(config: dict[str, Any], dataset: Dataset) -> ItemCatalog:
+def _whole_catalog(config: dict[str, Any], dataset: Dataset | ItemCatalog) -> ItemCatalog:
     if config["train_on"] == "dataset" or "source" not in config:
-        return dataset.catalog
+        return catalog_of(dataset)
     from varsec.data.sources import open_source
 
     spec = config["source"]
@@ -64,7 +65,7 @@ def _train(ctx: StageContext, config: dict[str, Any], catalog: ItemCatalog) -> t
     return result.backbone, dict(result.metrics)
 
 
-def _open(ctx: StageContext, config: dict[str, Any], dataset: Dataset) -> Any:
+def _open(ctx: StageContext, config: dict[str, Any], catalog: ItemCatalog) -> Any:
     from varsec.vision.checkpoint import open_backbone, save_checkpoint
 
     if config["backbone"] == EXTERNAL:
@@ -77,8 +78,7 @@ def _open(ctx: StageContext, config: dict[str, Any], dataset: Dataset) -> Any:
     else:
         kwargs = dict(config["backbone_options"])
         backbone, _ = open_backbone(config["backbone"], device=ctx.device, **kwargs)
-    save_checkpoint(ctx.workdir / EXTRACTOR, backbone,
-                    category_names=dataset.catalog.category_names)
+    save_checkpoint(ctx.workdir / EXTRACTOR, backbone, category_names=catalog.category_names)
     return backbone
 
 
@@ -98,6 +98,8 @@ def _robustness_rows(config: dict[str, Any], backbone: Any,
 
 
 def _estimate(config: dict[str, Any], study: Any) -> float:
+    if not config.get("features", True):
+        return 2.0
     if config["training"] == "none" or config["checkpoint"]:
         return 10.0
     items = config["max_train"] or _PROFILE_ITEMS.get(study.dataset.profile, 10_000)
@@ -108,21 +110,24 @@ def _estimate(config: dict[str, Any], study: Any) -> float:
 @register_stage("extractor", version="1", estimate=_estimate)
 def extractor_stage(ctx: StageContext, config: dict[str, Any],
                     inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
-    """``extractor.pt`` + ``features.npy`` (catalog order); rows: test accuracy (clean, PGD)."""
+    """``extractor.pt`` + ``features.npy`` (catalog order); rows: test accuracy (clean, PGD).
+    With ``features: false`` only ``extractor.pt`` (no features, no rows)."""
     from varsec.vision.features import compute_features
 
-    dataset = load_dataset(inputs["data"])
-    catalog = _training_catalog(config, dataset)
+    source = load_source(inputs["data"])
+    catalog = _training_catalog(config, source)
     if config["training"] == "none" or config["checkpoint"]:
-        backbone, metrics = _open(ctx, config, dataset), {}
+        backbone, metrics = _open(ctx, config, catalog_of(source)), {}
     else:
         backbone, metrics = _train(ctx, config, catalog)
     layer = backbone.check_layer(config["layer"])
-    features = compute_features(backbone, dataset.catalog, layer=layer)
+    ctx.info.update(backbone=backbone.name, layer=layer, training=config["training"],
+                    weights_hash=backbone.weights_hash())
+    if not config.get("features", True):
+        return []
+    features = compute_features(backbone, catalog_of(source), layer=layer)
     np.save(ctx.workdir / FEATURES, features.astype(np.float32), allow_pickle=False)
-    ctx.info.update(backbone=backbone.name, layer=layer, feature_dim=int(features.shape[1]),
-                    training=config["training"], train_items=len(catalog),
-                    weights_hash=backbone.weights_hash(),
+    ctx.info.update(feature_dim=int(features.shape[1]), train_items=len(catalog),
                     metrics={k: v for k, v in metrics.items()
                              if isinstance(v, int | float | str | None)})
     return _robustness_rows(config, backbone, catalog)
