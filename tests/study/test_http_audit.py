@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from study_standins import TINY_MODELS, run_tiny_real_study
 
 from varsec.recsys.serve import load_served_model, serve_model
+from varsec.study.files import ITEM_MEASURES
 from varsec.study.report.data import StudyResults
 from varsec.study.report.ladder import ladder_table
 
@@ -27,8 +29,8 @@ evaluation:
   bootstrap: 0
 """
 IN_PROCESS = "\nstudy: audit\n" + TINY_MODELS + ATTACKS
-VBPR = """  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, epochs: 2,
-                                             early_stopping: false}}"""
+VBPR = """  vbpr: {kind: vbpr, extractor: cnn,
+    params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}"""
 COLUMNS = ["recommender", "attack", "eps", "defense", "protocol", "metric", "k"]
 
 
@@ -78,6 +80,10 @@ def test_the_ladder_of_the_endpoint_is_the_in_process_ladder(runs):
     assert frames[1].equals(frames[0])
 
 
+def _stage(run, attack: str):
+    return next(s for s in run.plan.of_kind("attack") if s.labels.get("attack") == attack)
+
+
 def _info(run, kind: str, **labels) -> dict:
     stage = next(s for s in run.plan.of_kind(kind)
                  if all(s.labels.get(k) == v for k, v in labels.items()))
@@ -87,11 +93,17 @@ def _info(run, kind: str, **labels) -> dict:
 def test_every_query_to_the_endpoint_is_counted_in_the_stage_info(runs):
     local, remote = runs
     score = _info(remote, "attack", attack="score")["endpoint"]
-    # Square scores the start image and one proposal per step, for every item, one request each
-    assert score == {"requests": STEPS + 1, "images": ITEMS * (STEPS + 1)}
+    # Square scores the start image and one proposal per step, for every item, one request
+    # each; the stage then measures the objective on the clean and the adversarial images (its
+    # per-item table), two requests more that are the auditor's, not the merchant's
+    assert score == {"requests": STEPS + 1 + 2, "images": ITEMS * (STEPS + 1 + 2)}
     rank = _info(remote, "attack", attack="rank")["endpoint"]
     # the same uploads, scored for the probes only, plus one request for the probes' lists
-    assert rank == {"requests": STEPS + 2, "images": ITEMS * (STEPS + 1)}
+    assert rank == {"requests": STEPS + 2 + 2, "images": ITEMS * (STEPS + 1 + 2)}
+    table = pd.read_parquet(remote.out / "cache" / "attack" / _stage(remote, "score").key /
+                            ITEM_MEASURES)
+    steps = table[table["metric"] == "steps"]["value"]
+    assert len(steps) == ITEMS and (steps == STEPS + 1).all()  # its uploads: start + proposals
     assert "endpoint" not in _info(remote, "attack", attack="csema")  # no model at all
     assert _info(remote, "recommender", recommender="vbpr")["endpoint"] == {"requests": 1}
     assert "endpoint" not in _info(local, "attack", attack="score")

@@ -186,11 +186,14 @@ def _mean_score(objective: Any) -> Measure:
 def _feature_space(ranker_output: StageOutput, device: str,
                    ranker: Any = None) -> tuple[Any, str | None]:
     """The feature map a promotion ranker sees images through: its extractor stage's backbone
-    and layer, or DVBPR's own CNN (of ``ranker`` when it is loaded already)."""
+    and layer, or DVBPR's own CNN (of ``ranker`` when it is loaded already); (None, None) for
+    a ranker that shows none (a model behind an endpoint)."""
     extractor_output = ranker_output.inputs.get("extractor")
     if extractor_output is not None:
         return load_backbone(extractor_output, device), feature_layer(extractor_output)
     ranker = load_model(ranker_output, device) if ranker is None else ranker
+    if not getattr(ranker, "differentiable", True):
+        return None, None
     return getattr(ranker, "backbone", ranker), None
 
 
@@ -216,6 +219,8 @@ def _promotion(ctx: StageContext, config: dict[str, Any], source: Any,
         hook_image = _images(source, np.array([hook]))[0]
         images = csema_batch(clean, hook_image, **_csema_options(config)).numpy()
         extractor, layer = _feature_space(ranker_output, ctx.device)
+        if extractor is None:  # nothing to measure the distance to the hook in
+            return Attacked(items, images, {"hook": int(hook)})
         seen = expa_objective(extractor, source, _hook(config), metric="l2", layer=layer)
         return Attacked(items, images, {"hook": int(hook)},
                         measure=_distance(seen, "distance_to_hook"))
