@@ -187,8 +187,8 @@ def test_a_saved_recommender_evaluates_as_the_fitted_one_it_was_saved_from(tmp_p
     saved = tmp_path / "vbpr.pt"
     shutil.copyfile(StageCache(fitted.out).path(vbpr) / MODEL, saved)
     models = TINY_MODELS.replace(
-        "  vbpr: {kind: vbpr, extractor: cnn, params: {factors: 8, visual_factors: 8, "
-        "epochs: 2,\n                                             early_stopping: false}}\n",
+        "  vbpr: {kind: vbpr, extractor: cnn,\n"
+        "    params: {factors: 8, visual_factors: 8, epochs: 2, early_stopping: false}}\n",
         f"  vbpr: {{checkpoint: {saved}, extractor: cnn}}\n")
     assert "checkpoint" in models
     config = load_study_text(_study("", models, name="saved"))
@@ -214,7 +214,7 @@ def test_a_saved_recommender_of_an_unregistered_class_is_its_own_kind(tmp_path, 
 
 # -- one error, with the YAML path, before compute ------------------------------------------------
 SAVED_ERRORS = [
-    ("{checkpoint: NOFILE}", "recommenders.r.checkpoint", "no such checkpoint file"),
+    ("{checkpoint: NOFILE}", "recommenders.r.checkpoint", "no such varsec recommender checkpoint"),
     ("{checkpoint: TEXT}", "recommenders.r.checkpoint", "not a readable varsec recommender"),
     ("{checkpoint: TINY, kind: vbpr, extractor: cnn}", "recommenders.r",
      "kind 'vbpr' differs from the TinyRanker its checkpoint holds; leave kind out"),
