@@ -6,7 +6,10 @@ Rungs, most knowledge first:
 * **insider** - INSA: the user embeddings and the model (white-box);
 * **expert** - EXPA: the extractor, not the users;
 * **transfer** - an attack crafted on another model (a surrogate fitted on the interactions the
-  merchant observes, ``observed_users``) and evaluated on the platform's;
+  merchant observes, ``observed_users``, or a pipeline on the merchant's own or public
+  extractor) and evaluated on the platform's; its "knows" names the surrogate. Category and
+  item-to-item transfer attacks are measured by other metrics: the transfer tables and the
+  ``varsec-transfer`` claim carry them;
 * **query (score)** - a query-only attack (Square) on a score the platform returns for an upload;
 * **query (rank)** - a query-only attack on the item's rank in the merchant's probe accounts'
   lists (``objective: probe-rank``), evaluated on the other users;
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from varsec.study.report.data import StudyResults
+from varsec.study.report.transfer import describe_surrogate, paired_effect
 from varsec.study.results import CLEAN
 from varsec.study.stages import Stage
 
@@ -86,13 +90,18 @@ def _cost(results: StudyResults, attack: Stage) -> str:
 
 
 def _promotes(results: StudyResults, units: dict[str, np.ndarray]) -> tuple[float, bool] | None:
-    from varsec.metrics.stats import paired_test
-
     adv, coop = units.get("cold|HR_cold@5"), units.get("cold|HR_coop@5")
-    if adv is None or coop is None or len(adv) < 2:
+    if adv is None or coop is None:
         return None
-    p = paired_test(adv, coop, method=results.config.evaluation.test).p_value
-    return p, bool(adv.mean() > coop.mean() and p < results.config.evaluation.significance)
+    return paired_effect(results, adv, coop)
+
+
+def _knows(results: StudyResults, name: str, attack: Stage) -> str:
+    """What the rung's merchant knows; a transfer merchant's surrogate in words."""
+    if name != "transfer":
+        return RUNGS[name]
+    crafted = str(attack.labels.get("crafted_on") or attack.labels.get("recommender"))
+    return f"{RUNGS[name]}: {describe_surrogate(results, crafted)}"
 
 
 def ladder_table(results: StudyResults) -> pd.DataFrame | None:
@@ -120,7 +129,7 @@ def ladder_table(results: StudyResults) -> pd.DataFrame | None:
         if test is None:
             continue
         records[key] = {
-            "knows": RUNGS[key[0]], "cost": _cost(results, attack),
+            "knows": _knows(results, key[0], attack), "cost": _cost(results, attack),
             "HR_cold@5": float(np.mean(units["cold|HR_cold@5"])),
             "cooperative": float(np.mean(units["cold|HR_coop@5"])),
             "p": test[0], "promotes": "yes" if test[1] else "no"}
