@@ -349,3 +349,13 @@ def test_the_transfer_claim_both_ways(extractor_run, monkeypatch, succeeds, stat
     assert "category: taamr-sur eps 32 crafted on extractor cnn-sur" in verdict.evidence
     monkeypatch.setattr(transfer, "transfer_verdicts", lambda results: [])
     assert claim.judge(results).status == "not run"
+
+
+def test_public_weights_have_no_catalog_accuracy_in_the_report(extractor_run):
+    from varsec.study.report.tables import extractor_accuracy
+
+    table = extractor_run.table
+    assert len(table[(table["extractor"] == "pub") & (table["metric"] == "accuracy")])
+    frame = extractor_accuracy(results_from_run(extractor_run))
+    assert "cnn (standard)" in frame.index  # ImageNet's head scored on the catalog's classes:
+    assert not any(name.startswith("pub") for name in frame.index)  # meaningless, left out

@@ -80,8 +80,14 @@ def clean_quality(results: StudyResults) -> pd.DataFrame | None:
 
 
 def extractor_accuracy(results: StudyResults) -> pd.DataFrame | None:
-    """Clean and PGD test accuracy of every classifier extractor."""
+    """Clean and PGD test accuracy of every classifier extractor (public weights kept with their
+    own head, e.g. ImageNet's 1000 classes, do not classify the catalog: left out)."""
+    from varsec.study.schema import catalog_classifier
+
     rows = results.rows(metric="accuracy", protocol="classifier-test")
+    sections = results.config.extractors
+    rows = rows[rows["extractor"].map(lambda e: e not in sections or
+                                      catalog_classifier(sections[e])).astype(bool)]
     if not len(rows):
         return None
     label = rows["attack"].where(rows["attack"] == CLEAN, rows["attack"] + " eps " +

@@ -8,10 +8,11 @@ the ImageNet mean/std inside the module. ``pool`` is the 1280-d global average o
 
 ``input_size`` resizes to another side instead (32 to 224; the network is fully convolutional
 with global pooling, so the ImageNet weights run unchanged). A smaller side is quadratically
-cheaper (at 64 px a forward+backward pass costs about a tenth of 224 px's) but shows the filters
-each image at another scale than the one they were trained on: the features are still the
-public weights', not the same features as at 224 px. A 28 px catalog loses no pixel either
-way (both sides upsample it).
+cheaper (at 64 px a feature pass or a PGD step costs over ten times less than at 224 px) but
+shows the filters each image at another scale than the one they were trained on: the features
+are still the public weights', not the same features as at 224 px
+(``benchmarks/efficientnet_input_size.py``). A 28 px catalog loses no pixel either way (both
+sides upsample it).
 """
 
 from __future__ import annotations
