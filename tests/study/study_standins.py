@@ -110,7 +110,15 @@ def tiny_data(ctx, config, inputs):
 
 
 def tiny_extractor(ctx, config, inputs):
+    """An untrained 4-class fmnist-cnn (seeded by the stage's seed), or, for an extractor with
+    ``training: none``, the real stage (public weights opened offline, features of the tiny
+    catalog)."""
     import torch
+
+    if config["training"] == "none":
+        from varsec.study.builtin.vision import extractor_stage
+
+        return extractor_stage(ctx, config, inputs)
 
     from varsec.study.builtin.common import load_dataset
     from varsec.vision.checkpoint import save_checkpoint

@@ -128,6 +128,30 @@ def test_efficientnet_lite0_new_head_keeps_pretrained_trunk():
     assert model.logits(x).shape == (1, 10)
 
 
+def test_efficientnet_lite0_input_size_runs_the_same_weights_at_another_side(tmp_path):
+    from varsec.vision.checkpoint import load_checkpoint, save_checkpoint
+
+    small = create_backbone("efficientnet-lite0", input_size=64).eval()
+    reference = create_backbone("efficientnet-lite0").eval()
+    x = torch.rand(2, 3, 64, 64)  # already at 64 px: no resize inside the small one
+    prepared = ((x - reference._mean) / reference._std).contiguous(
+        memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(small.features(x), reference._forward(prepared, "pool"))
+        assert [s.shape[-1] for s in small.stages(torch.rand(1, 1, 28, 28))] == [32, 16, 8, 4, 2]
+    assert small.weights_hash() != reference.weights_hash()
+    assert reference.arch_config == {"num_classes": 1000}  # 224 px checkpoints keep their hash
+    save_checkpoint(tmp_path / "small.pt", small)
+    again = load_checkpoint(tmp_path / "small.pt").backbone
+    assert again.image_size == 64
+
+
+@pytest.mark.parametrize("size", [16, 31, 225, 64.0, True])
+def test_efficientnet_lite0_refuses_an_input_size_outside_32_to_224(size):
+    with pytest.raises(ConfigError, match=r"input_size must be an integer from 32 to 224"):
+        create_backbone("efficientnet-lite0", input_size=size, weights=None)
+
+
 @pytest.mark.parametrize(
     ("name", "filename"),
     [

@@ -14,7 +14,18 @@ Evaluation scenarios follow the attack family (see :func:`~varsec.study.schema.a
   (it depends on the attack stage); under ``threat: evasion`` the attacked features are swapped
   into the clean-trained model. Rows carry the threat in their attack label
   (``<attack>+poisoning``, ``<attack>+evasion``);
-* ``item2item`` - success at rank_min of attack items among a target's neighbours (004).
+* ``item2item`` - success at rank_min of attack items among a target's neighbours (004);
+* ``classifier`` - a transfer category attack judged by another extractor's classifier (its
+  success rate on the attacked images, beside the clean images').
+
+Transfer attacks: an attack's ``evaluate`` may name models it was not crafted on (a surrogate's
+attack measured on the platform's models): recommenders, and for category and item-to-item
+attacks extractors. Each such evaluation is planned like the white-box one (a category attack
+under poisoning retrains the platform's recommender on *its own* extractor's features of the
+attacked images) and a category attack adds one ``classifier`` evaluation per other extractor
+whose head is on the catalog's categories. Every attack, defense and evaluation stage of an
+attack carries ``crafted_on`` (the attack's target) in its labels and rows, so a transfer
+number is never read as a white-box one (:func:`transferred`).
 
 Defenses: an input transform is one ``apply`` stage per strength on each attack it covers (and
 on the clean catalog: its cost); the reconstruction defense adds one ``fit`` stage per
@@ -45,6 +56,7 @@ from varsec.study.schema import (
     attack_items,
     attack_objective,
     attack_threat,
+    catalog_classifier,
     defense_fact,
     defense_params,
     diagnosis_attack,
@@ -262,6 +274,8 @@ def _evaluation_slice(config: StudyConfig, scenario: str) -> dict[str, Any]:
         return {**common, "ks": list(ev.ks), "cold_items": ev.cold_items}
     if scenario == "category":
         return {**common, "chr_k": ev.chr_k}
+    if scenario == "classifier":
+        return {"bootstrap": ev.bootstrap, "confidence": ev.confidence}
     return {"bootstrap": ev.bootstrap, "confidence": ev.confidence,
             "rank_min": list(ev.rank_min)}
 
@@ -288,6 +302,7 @@ def _evaluation(
               "extractor": _extractor_of(config, recommender) if recommender else
               (extractor.labels.get("extractor") if extractor else None),
               "attack": attack.labels["attack"] if attack else CLEAN,
+              "crafted_on": attack.labels.get("crafted_on") if attack else None,
               "eps": attack.labels.get("eps") if attack else None,
               "defense": defense.labels["defense"] if defense else CLEAN,
               **(override or {})}
@@ -403,7 +418,7 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
         slice_["through"] = through
         if fitted is not None:
             inputs["defense"] = fitted
-    labels.update(attack=label or name, eps=eps)
+    labels.update(attack=label or name, eps=eps, crafted_on=target)
     if defense is not None:  # an adaptive attack: its rows are measured through the defense
         labels["defense"] = defense
     eps_text = f" eps {eps:g}" if eps is not None else ""
@@ -416,10 +431,18 @@ def _attack_stage(planner: _Planner, data: Stage, extractors: dict[str, Stage],
     return planner.add("attack", title, slice_, inputs, labels)
 
 
-def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: str) -> list[str]:
+def _built_on(config: StudyConfig, model: str) -> str | None:
+    """The extractor a listed model is built on (an extractor: itself)."""
+    return model if model in config.extractors else _extractor_of(config, model)
+
+
+def _evaluated_models(config: StudyConfig, attack: AttackSection, target: str) -> list[str]:
+    """The recommenders and extractors a run of ``attack`` on ``target`` is measured on."""
     if attack.evaluate and target in config.extractors and len(attack.extractor) > 1:
-        # An attack on several extractors: each run evaluates the listed models built on its own.
-        return [n for n in attack.evaluate if config.recommenders[n].extractor == target]
+        # An attack on several extractors: each run evaluates the listed models built on its
+        # own, and the listed ones built on none of them (the platform's: a transfer).
+        return [n for n in attack.evaluate if _built_on(config, n) == target
+                or _built_on(config, n) not in attack.extractor]
     if attack.evaluate:
         return list(attack.evaluate)
     if target in config.recommenders:
@@ -429,6 +452,22 @@ def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: 
             if has_facts(r, fact) and r.extractor == target]
 
 
+def _evaluated_recommenders(config: StudyConfig, attack: AttackSection, target: str) -> list[str]:
+    return [n for n in _evaluated_models(config, attack, target) if n in config.recommenders]
+
+
+def transferred(config: StudyConfig, labels: Any) -> bool:
+    """Whether a stage's labels (or a results row) measure an attack on a model it was not
+    crafted on: an attack on an extractor measured through another extractor, an attack
+    through a recommender measured on another recommender."""
+    crafted = labels.get("crafted_on")
+    attack = config.attacks.get(str(labels.get("attack")).split("+")[0])
+    if not isinstance(crafted, str) or attack is None:  # clean, or a missing value (NA)
+        return False
+    measured = labels.get("extractor") if attack.extractor else labels.get("recommender")
+    return isinstance(measured, str) and measured != crafted
+
+
 def _attack_evaluations(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                         models: dict[str, Stage], run: _AttackRun, seed: int,
                         base: dict[str, Any], defense: Stage | None = None) -> None:
@@ -436,13 +475,17 @@ def _attack_evaluations(planner: _Planner, data: Stage, extractors: dict[str, St
     attack = config.attacks[run.name]
     family = attack_family(attack)
     extra = _family_extra(attack)
-    recommenders = _evaluated_recommenders(config, attack, run.target)
-    if family == "item2item" and not recommenders:
-        _evaluation(planner, family, data, None, None, seed, base, attack=run.stage,
-                    defense=defense, extra=extra, extractor=extractors.get(run.target))
-        return
+    measured = _evaluated_models(config, attack, run.target)
+    recommenders = [n for n in measured if n in config.recommenders]
+    if family == "item2item":
+        on = [n for n in measured if n in config.extractors] or ([] if recommenders else
+                                                                  [run.target])
+        for name in on:
+            _evaluation(planner, family, data, None, None, seed, base, attack=run.stage,
+                        defense=defense, extra=extra, extractor=extractors[name])
     if family == "category":
         _category_evaluations(planner, data, models, run, recommenders, seed, base, defense)
+        _classifier_evaluations(planner, data, extractors, run, measured, seed, base, defense)
         return
     for rec in recommenders:
         _evaluation(planner, family, data, models[rec], rec, seed, base, attack=run.stage,
@@ -470,7 +513,7 @@ def _category_evaluations(planner: _Planner, data: Stage, models: dict[str, Stag
     adaptive = str(run.stage.labels["attack"]).endswith(ADAPTIVE)
     # the run's own name: attacks that differ only in their threat share one attack stage
     label = threat_label(run.label or run.name + (ADAPTIVE if adaptive else ""), threat)
-    override = {"attack": label, "eps": run.eps,
+    override = {"attack": label, "eps": run.eps, "crafted_on": run.target,
                 "defense": defense.labels["defense"] if defense is not None else CLEAN}
     for rec in recommenders:
         if defense is None and not adaptive:
@@ -483,6 +526,25 @@ def _category_evaluations(planner: _Planner, data: Stage, models: dict[str, Stag
         poisoned = _poisoned_recommender(planner, models[rec], defense or run.stage, override)
         _evaluation(planner, "category", data, poisoned, rec, seed, base, attack=None,
                     extra=extra, override=override)
+
+
+def _classifier_evaluations(planner: _Planner, data: Stage, extractors: dict[str, Stage],
+                            run: _AttackRun, measured: list[str], seed: int,
+                            base: dict[str, Any], defense: Stage | None) -> None:
+    """A transfer category attack judged by each other extractor it is measured through (listed,
+    or under a listed recommender) whose head is on the catalog's categories: does that
+    classifier now say the target class? (The crafted-on extractor's own success rate is the
+    attack stage's.)"""
+    config = planner.config
+    judges: list[str] = []
+    for name in measured:
+        extractor = _built_on(config, name)
+        if extractor in config.extractors and extractor != run.target and \
+                extractor not in judges and catalog_classifier(config.extractors[extractor]):
+            judges.append(extractor)
+    for name in judges:
+        _evaluation(planner, "classifier", data, None, None, seed, base, attack=run.stage,
+                    defense=defense, extractor=extractors[name])
 
 
 def _poisoned_recommender(planner: _Planner, clean: Stage, poison: Stage,
@@ -578,7 +640,8 @@ def _apply_stage(planner: _Planner, data: Stage, defense: DefenseSection, name: 
         labels.update(recommender=fitted.labels["recommender"],
                       extractor=fitted.labels["extractor"])
     if attack is not None:
-        labels.update(attack=attack.labels["attack"], eps=attack.labels.get("eps"))
+        labels.update(attack=attack.labels["attack"], eps=attack.labels.get("eps"),
+                      crafted_on=attack.labels.get("crafted_on"))
     on = "clean images"
     if attack is not None:
         eps = attack.labels.get("eps")
@@ -628,4 +691,5 @@ def _clean_cost(planner: _Planner, data: Stage, extractors: dict[str, Stage],
                         defense=stage)
 
 
-__all__ = ["ADAPTIVE", "CLEAN", "DIAGNOSE", "Plan", "dataset_label", "plan_study", "threat_label"]
+__all__ = ["ADAPTIVE", "CLEAN", "DIAGNOSE", "Plan", "dataset_label", "plan_study", "threat_label",
+           "transferred"]

@@ -1,10 +1,15 @@
-"""The tidy results table: one row per (study, dataset, extractor, recommender, attack, eps,
-defense, protocol, metric, k, seed), with value, confidence interval and n (DESIGN.md section 9).
+"""The tidy results table: one row per (study, dataset, extractor, recommender, attack,
+crafted_on, eps, defense, protocol, metric, k, seed), with value, confidence interval and n
+(DESIGN.md section 9).
 
-``attack`` / ``defense`` are ``none`` for clean runs; ``eps`` is in 8-bit levels (empty when the
-row has no attack budget); ``k`` is the cut-off (HR@k, CHR@k, rank_min) or empty; ``n`` is how
-many units (users, items, pairs) the value averages. The table is written as ``results.csv``
-and ``results.parquet``, both atomically and with the same rows in the same order.
+``attack`` / ``defense`` are ``none`` for clean runs; ``crafted_on`` is the model the attack was
+crafted on (its target: a recommender or an extractor; empty for clean rows): a row whose
+``recommender`` (an attack through a recommender) or ``extractor`` (an attack on an extractor)
+is another model measures a transfer attack (:func:`varsec.study.plan.transferred`); ``eps``
+is in 8-bit levels (empty when the row has no attack budget); ``k`` is the cut-off (HR@k,
+CHR@k, rank_min) or empty; ``n`` is how many units (users, items, pairs) the value averages.
+The table is written as ``results.csv`` and ``results.parquet``, both atomically and with the
+same rows in the same order.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import pandas as pd
 from varsec.errors import ConfigError
 from varsec.io import atomic_path
 
-COLUMNS = ("study", "dataset", "extractor", "recommender", "attack", "eps", "defense",
-           "protocol", "metric", "k", "value", "ci_low", "ci_high", "n", "seed")
-LABELS = ("dataset", "extractor", "recommender", "attack", "eps", "defense", "seed")
+COLUMNS = ("study", "dataset", "extractor", "recommender", "attack", "crafted_on", "eps",
+           "defense", "protocol", "metric", "k", "value", "ci_low", "ci_high", "n", "seed")
+LABELS = ("dataset", "extractor", "recommender", "attack", "crafted_on", "eps", "defense",
+          "seed")
 ROW_FIELDS = ("protocol", "metric", "k", "value", "ci_low", "ci_high", "n", *LABELS)
 CLEAN = "none"  # the attack / defense label of clean rows
-_STRINGS = ("study", "dataset", "extractor", "recommender", "attack", "defense", "protocol",
-            "metric")
+_STRINGS = ("study", "dataset", "extractor", "recommender", "attack", "crafted_on", "defense",
+            "protocol", "metric")
 _FLOATS = ("eps", "value", "ci_low", "ci_high")
 _INTS = ("k", "n", "seed")
 

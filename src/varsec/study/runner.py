@@ -323,12 +323,20 @@ def _progress(plan: Plan, say: Log, then: Callable[[Stage, StageStatus], None] |
 
 def collect_results(plan: Plan, cache: StageCache,
                     statuses: dict[str, StageStatus]) -> pd.DataFrame:
-    """The rows of every finished stage, in plan order (identical for resumed runs)."""
-    frames = [cache.rows(s) for s in plan if statuses.get(s.key, StageStatus("")).ok]
+    """The rows of every finished stage, in plan order (identical for resumed runs). Rows
+    cached before a label existed (``crafted_on``) take the stage's own."""
+    frames = [_labelled(cache.rows(s), s) for s in plan
+              if statuses.get(s.key, StageStatus("")).ok]
     frames = [normalise(f) for f in frames if len(f)]
     if not frames:
         return empty_table()
     return normalise(pd.concat(frames, ignore_index=True))
+
+
+def _labelled(frame: pd.DataFrame, stage: Stage) -> pd.DataFrame:
+    if len(frame) and "crafted_on" not in frame.columns:
+        frame = frame.assign(crafted_on=stage.labels.get("crafted_on"))
+    return frame
 
 
 def _write_status(out: Path, plan: Plan, statuses: dict[str, StageStatus]) -> None:

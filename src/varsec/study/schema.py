@@ -590,10 +590,15 @@ class AttackSection(Section):
         "category attacks")
     hook_item: str = Field("most-popular", description="expa / csema: the hook item's id, or "
                            "most-popular")
-    evaluate: NameList = Field(default_factory=list, description="recommenders evaluated on the "
-                               "attacked images (default: every one built on the target; an "
-                               "attack on several extractors evaluates, per extractor, the "
-                               "listed ones built on it)")
+    evaluate: NameList = Field(default_factory=list, description="models the attacked images "
+                               "are measured on: recommenders, and for category or item-to-item "
+                               "attacks extractors too (the extractor's classifier judges a "
+                               "category attack's success, its visual kNN an item-to-item "
+                               "one); default: every recommender built on the target. A model "
+                               "the attack was not crafted on measures a transfer attack (rows "
+                               "keep crafted_on). An attack on several extractors evaluates, per "
+                               "extractor, the listed models built on it and every listed one "
+                               "built on none of them")
     params: dict[str, Any] = Field(default_factory=dict, description="engine settings: lr "
                                    "(insa / expa / cw-linf: Adam's step in 8-bit levels; cw: "
                                    "Adam's rate in tanh space), users_per_step (insa), c, "
@@ -1388,11 +1393,15 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                              (*here, "extractor"), f"{ref!r} is not an extractor of this study "
                              f"(known: {_known(exts)})."))
     for i, ref in enumerate(attack.evaluate):
-        if ref not in recs:
-            problems.append(((*here, "evaluate", i), f"{ref!r} is not a recommender of this "
-                             f"study (known: {_known(recs)})."))
+        if ref in recs and ref in exts:
+            problems.append(((*here, "evaluate", i), f"{ref!r} names both a recommender and an "
+                             "extractor of this study; rename one of them."))
+        elif ref not in recs and ref not in exts:
+            problems.append(((*here, "evaluate", i), f"{ref!r} is not a recommender or an "
+                             f"extractor of this study (known: {_known([*recs, *exts])})."))
     if problems:
         return problems
+    problems += _check_surrogates(config, here, attack)
     objective = attack_objective(attack)
     problems += _check_targets(config, here, attack, objective)
     if attack.evaluation:
@@ -1536,6 +1545,43 @@ def _check_evaluation(config: StudyConfig, here: PathKey, attack: AttackSection)
     return problems
 
 
+def catalog_classifier(section: ExtractorSection) -> bool:
+    """Whether an extractor's classifier head is on the catalog's categories: trained here, or
+    a checkpoint (trained on the catalog, as far as the study can tell). A backbone kept with its
+    own weights (``training: none``) keeps its own head: efficientnet-lite0's is ImageNet's 1000
+    classes, so it serves as a feature surrogate only."""
+    return section.training != "none" or section.checkpoint is not None
+
+
+def _check_surrogates(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
+    """What each model an attack is crafted on or measured on can do (transfer attacks): a
+    classifier attack needs a head on the catalog's categories, extractors measure category and
+    item-to-item attacks only."""
+    problems: list[Problem] = []
+    exts = config.extractors
+    family = attack_family(attack)
+    if attack_objective(attack).startswith("classifier"):
+        for i, ref in enumerate(attack.extractor):
+            section = exts[ref]
+            if not catalog_classifier(section):
+                problems.append(((*here, "extractor", i) if len(attack.extractor) > 1 else
+                                 (*here, "extractor"), f"a classifier attack needs a head on the "
+                                 f"catalog's categories, and extractor {ref!r} keeps "
+                                 f"{section.backbone}'s own (training: none): attack its "
+                                 "features (items: pairs) or train it (training: standard)."))
+    for i, ref in enumerate(attack.evaluate):
+        if ref not in exts:
+            continue
+        if family not in ("category", "item2item"):
+            problems.append(((*here, "evaluate", i), f"{ref!r} is an extractor, and a {family} "
+                             "attack is measured on recommenders only."))
+        elif family == "category" and not catalog_classifier(exts[ref]):
+            problems.append(((*here, "evaluate", i), f"extractor {ref!r} keeps "
+                             f"{exts[ref].backbone}'s own head (training: none), which cannot "
+                             "judge a category attack: evaluate a recommender built on it."))
+    return problems
+
+
 def _check_attack_params(here: PathKey, attack: AttackSection, objective: str) -> list[Problem]:
     """``params`` against what the attack, its objective and the stage declare; ``steps``
     at least 1 for an iterative attack."""
@@ -1560,6 +1606,8 @@ def _check_threat(config: StudyConfig, here: PathKey, attack: AttackSection) -> 
         return []
     problems: list[Problem] = []
     for ref in attack.evaluate:
+        if ref not in config.recommenders:
+            continue  # an extractor judges the attack's success; nothing is retrained
         rec = config.recommenders[ref]
         if not has_facts(rec, "needs_features") or rec.extractor in (None, CATALOG_FEATURES):
             problems.append(((*here, "evaluate"), f"a poisoning attack retrains {ref!r} on the "
@@ -1998,6 +2046,7 @@ __all__ = [
     "attack_items",
     "attack_objective",
     "attack_threat",
+    "catalog_classifier",
     "check_references",
     "defense_params",
     "diagnosis_attack",

@@ -14,7 +14,11 @@ Scenarios (see :mod:`varsec.study.plan`) and the metrics they write:
 * ``category``: ``CHR@K`` (mean count of the source category in the top K, 001 Table 1) and
   ``CHR_share@K``;
 * ``item2item``: ``success_rate@r`` (attack item within the target's r nearest neighbours,
-  thesis) and ``success_rate_clean@r`` (the same with the original image).
+  thesis) and ``success_rate_clean@r`` (the same with the original image);
+* ``classifier``: a category attack judged by an extractor it was not crafted on (a transfer
+  attack): ``success_rate`` (that classifier now says the target class; untargeted: not the
+  true one) and ``success_rate_clean`` (the same on the clean images), protocol
+  ``classifier``.
 
 Per-unit vectors (users, cold items or pairs) go to ``units.npz`` for paired tests.
 """
@@ -32,6 +36,7 @@ from varsec.study.builtin.common import (
     exclusion,
     extractor_features,
     features_of,
+    load_backbone,
     load_dataset,
     load_model,
     sample_cold_items,
@@ -287,6 +292,43 @@ def _user_rows(excluded: Any, users: np.ndarray) -> tuple[torch.Tensor, torch.Te
     return indptr, indices
 
 
+# -- a category attack judged by another classifier (transfer) ----------------------------------
+def _classifier(ctx: StageContext, config: dict[str, Any],
+                inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
+    from varsec.metrics.attack import predict
+
+    dataset = load_dataset(inputs["data"])
+    attack = inputs["attack"]
+    backbone = load_backbone(inputs["extractor"], ctx.device)
+    classes = len(dataset.catalog.category_names or [])
+    if backbone.num_classes != classes:
+        raise ConfigError(f"the classifier scenario needs a head on the catalog's {classes} "
+                          f"categories; {backbone.name} has {backbone.num_classes} classes.")
+    items = np.load(attack.file(ITEMS))
+    clean = np.asarray(dataset.catalog.images[items])
+    replaced = _attacked(inputs)
+    assert replaced is not None
+    position = {int(item): i for i, item in enumerate(replaced[0])}
+    adversarial = replaced[1][[position[int(item)] for item in items]]
+    labels = np.asarray(dataset.catalog.categories)[items]
+    wanted = None
+    if attack.config["objective"] == "classifier-targeted":
+        wanted = choose_categories(dataset, attack.config["source_category"],
+                                   attack.config["target_category"])["target_code"]
+
+    def success(images: np.ndarray) -> np.ndarray:
+        predicted = predict(backbone, images)
+        hit = predicted == wanted if wanted is not None else predicted != labels
+        return hit.astype(np.float64)
+
+    values = {"success_rate": success(adversarial), "success_rate_clean": success(clean)}
+    rows = value_rows(values, "classifier", config, config["seed"])
+    save_units(ctx.workdir / UNITS, {"items": items,
+                                     **{f"items|{n}": v for n, v in values.items()}})
+    ctx.info.update(items=len(items), target_code=wanted)
+    return rows
+
+
 # -- thesis item-to-item --------------------------------------------------------------------------
 def _item2item(ctx: StageContext, config: dict[str, Any],
                inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
@@ -331,7 +373,7 @@ def _neighbour_rank(features: torch.Tensor, targets: torch.Tensor, items: torch.
 
 
 _SCENARIOS = {"ranking": _ranking, "two-stage": _two_stage, "promotion": _promotion,
-              "category": _category, "item2item": _item2item}
+              "category": _category, "item2item": _item2item, "classifier": _classifier}
 
 
 def _estimate(config: dict[str, Any], study: Any) -> float:

@@ -132,8 +132,9 @@ def _diagnosis_section(results: StudyResults, verdicts: list) -> tuple[Section, 
 
 def _table_sections(results: StudyResults) -> tuple[list[Section], list[Table]]:
     sections, tables, missing = [], [], []
+    white_box = results.white_box()  # what the papers' tables rest on: no transfer number
     for spec in TABLES:
-        frame = spec.build(results)
+        frame = spec.build(results if spec.transfer else white_box)
         if frame is None:
             missing.append(f"{spec.title} ({PAPERS.get(spec.paper, spec.paper)})")
             continue

@@ -67,12 +67,20 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Claim:
-    """A headline claim of one of the works and how it is checked."""
+    """A headline claim of one of the works and how it is checked. A claim is checked on the
+    white-box results (no attack measured on a model it was not crafted on) unless it is about
+    transfer itself (``transfer``)."""
 
     id: str
     paper: str
     statement: str
     check: Callable[[StudyResults], Verdict]
+    transfer: bool = False
+
+    def judge(self, results: StudyResults) -> Verdict:
+        """The verdict on ``results`` (their white-box part unless the claim is about
+        transfer)."""
+        return self.check(results if self.transfer else results.white_box())
 
 
 def _not_run(what: str) -> Verdict:
@@ -889,6 +897,41 @@ def outsiders_promote(results: StudyResults) -> Verdict:
     return evidence.verdict("outsider rungs", need=1 / len(outsiders))  # one is enough
 
 
+def transfer_succeeds(results: StudyResults) -> Verdict:
+    """Issue 15's transfer question: does a merchant who crafts its attack on a surrogate (a
+    model fitted on the users it observes, an extractor trained on its own half of the catalog,
+    public ImageNet weights) still succeed on the platform's model? One comparison per transfer
+    cell of :func:`varsec.study.report.transfer.transfer_verdicts` (its paired test); held when
+    at least one succeeds. The platform's models a cell is measured on must clear their floors
+    (a weak surrogate is the attacker's own limit, not checked). An attack claim: an
+    unconverged attack's failure leaves the verdict open."""
+    from varsec.study.report.transfer import describe_surrogate, transfer_verdicts
+
+    verdicts = [v for v in transfer_verdicts(results) if v.succeeds is not None]
+    missing = "attacks measured on a model they were not crafted on (evaluate: naming another " \
+        "model) with per-unit values"
+    if not verdicts:
+        return _not_run(missing)
+    evidence = _Evidence(results, f"{results.config.evaluation.test} per transfer cell (see "
+                         "the transfer tables)")
+    for verdict in verdicts:
+        m = verdict.measurement
+        for stage in m.stages:
+            evidence.recommender(stage.labels.get("recommender"))
+            evidence.extractor(stage.labels.get("extractor"))
+        key = f"{m.family}: {m.attack} crafted on {describe_surrogate(results, m.crafted_on)}, " \
+            f"measured on {m.column}"
+        assert m.without is not None
+        evidence.add(f"{key} / {m.measure}", bool(verdict.succeeds),
+                     m.with_attack - m.without,
+                     f"{key}: {m.measure} {_fmt(m.with_attack)} vs {_fmt(m.without)} without "
+                     f"the attack (p={verdict.p:.3g}"
+                     + (f"; {verdict.note}" if verdict.note else "") + "), succeeds: "
+                     f"{'yes' if verdict.succeeds else 'no'}",
+                     doubt_if_not=evidence.unconverged(m.stages))
+    return evidence.verdict("transfer cells", need=1 / len(verdicts))  # one is enough
+
+
 def protocols_agree(results: StudyResults) -> Verdict:
     """No attack involved: only the recommenders' floors apply."""
     rows = results.rows(attack=CLEAN, defense=CLEAN, metric="HR", k=10)
@@ -956,7 +999,11 @@ CLAIMS: list[Claim] = [
           "ranking does (HR@10)", protocols_agree),
     Claim("varsec-outsider", "varsec", "A merchant without insider access (expert, transfer, "
           "query-only or semantic) still promotes its item: at least one such rung raises "
-          "HR_cold@5 significantly", outsiders_promote),
+          "HR_cold@5 significantly", outsiders_promote, transfer=True),
+    Claim("varsec-transfer", "varsec", "A merchant without the platform's model still succeeds "
+          "with an attack crafted on a surrogate (observed users, its own extractor, public "
+          "weights): at least one transfer cell is significantly better than no attack",
+          transfer_succeeds, transfer=True),
 ]
 
 
@@ -965,7 +1012,7 @@ def evaluate_claims(results: StudyResults) -> list[tuple[Claim, Verdict]]:
     verdicts = []
     for claim in CLAIMS:
         try:
-            verdict = claim.check(results)
+            verdict = claim.judge(results)
         except (KeyError, ValueError, IndexError) as exc:
             verdict = Verdict(NOT_RUN, f"could not be checked ({type(exc).__name__}: {exc}).")
         verdicts.append((claim, verdict))

@@ -234,6 +234,22 @@ class StudyResults:
         """These results without the diagnosis sweeps (what the claims and tables rest on)."""
         return self._relabelled(lambda label, eps: None if DIAGNOSE in label else label)
 
+    def white_box(self) -> StudyResults:
+        """These results without the transfer measurements (an attack measured on a model it
+        was not crafted on, :func:`varsec.study.plan.transferred`): what the papers' tables and
+        claims rest on, so a surrogate's number is never read as a white-box one."""
+        from varsec.study.plan import transferred
+
+        stages = [s for s in self.plan if not (s.kind == "evaluation"
+                                               and transferred(self.config, s.labels))]
+        table = self.table
+        if len(table):
+            columns = ["attack", "crafted_on", "extractor", "recommender"]
+            keep = [not transferred(self.config, dict(zip(columns, values, strict=True)))
+                    for values in table[columns].itertuples(index=False, name=None)]
+            table = table[keep].reset_index(drop=True)
+        return StudyResults(self.config, table, Plan(stages), self.statuses, self.out)
+
     def sweeps(self) -> list[tuple[str, list[float]]]:
         """(attack, the eps its diagnosis sweep finished at, ascending) for every sweep."""
         found = []

@@ -72,7 +72,7 @@ def _budget(results: StudyResults, attack: str) -> tuple[str, str]:
 
 def _recheck(claim: Claim, view: StudyResults) -> Verdict:
     try:
-        return claim.check(view)
+        return claim.judge(view)
     except (KeyError, ValueError, IndexError) as exc:
         return Verdict(NOT_RUN, f"could not be checked ({type(exc).__name__}: {exc}).")
 

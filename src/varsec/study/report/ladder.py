@@ -6,7 +6,10 @@ Rungs, most knowledge first:
 * **insider** - INSA: the user embeddings and the model (white-box);
 * **expert** - EXPA: the extractor, not the users;
 * **transfer** - an attack crafted on another model (a surrogate fitted on the interactions the
-  merchant observes, ``observed_users``) and evaluated on the platform's;
+  merchant observes, ``observed_users``, or a pipeline on the merchant's own or public
+  extractor) and evaluated on the platform's; its "knows" names the surrogate. Category and
+  item-to-item transfer attacks are measured by other metrics: the transfer tables and the
+  ``varsec-transfer`` claim carry them;
 * **query (score)** - a query-only attack (Square) on a score the platform returns for an upload;
 * **query (rank)** - a query-only attack on the item's rank in the merchant's probe accounts'
   lists (``objective: probe-rank``), evaluated on the other users;
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from varsec.study.report.data import StudyResults
+from varsec.study.report.transfer import describe_surrogate, paired_effect
 from varsec.study.results import CLEAN
 from varsec.study.stages import Stage
 
@@ -87,10 +91,14 @@ def _cost(results: StudyResults, attack: Stage) -> str:
     return f"{budget.get('optimizer_steps', attack.config.get('steps'))} gradient steps"
 
 
-def knowledge(rung_name: str, attack: Stage) -> str:
-    """What the merchant of ``attack`` knows: the rung's text, and for rank-only feedback how
-    much of it (probe accounts and list length, the attack's own or the objective's
-    defaults), so budgets of the same feedback line up and a richer feedback is told apart."""
+def knowledge(results: StudyResults, rung_name: str, attack: Stage) -> str:
+    """What the merchant of ``attack`` knows: the rung's text; a transfer merchant's surrogate
+    in words; for rank-only feedback how much of it (probe accounts and list length, the
+    attack's own or the objective's defaults), so budgets of the same feedback line up and a
+    richer feedback is told apart."""
+    if rung_name == "transfer":
+        crafted = str(attack.labels.get("crafted_on") or attack.labels.get("recommender"))
+        return f"{RUNGS[rung_name]}: {describe_surrogate(results, crafted)}"
     if rung_name != "query (rank)":
         return RUNGS[rung_name]
     from varsec.attacks.registry import objective_params
@@ -114,13 +122,10 @@ def converged_text(results: StudyResults, attack: Stage) -> str:
 
 
 def _promotes(results: StudyResults, units: dict[str, np.ndarray]) -> tuple[float, bool] | None:
-    from varsec.metrics.stats import paired_test
-
     adv, coop = units.get("cold|HR_cold@5"), units.get("cold|HR_coop@5")
-    if adv is None or coop is None or len(adv) < 2:
+    if adv is None or coop is None:
         return None
-    p = paired_test(adv, coop, method=results.config.evaluation.test).p_value
-    return p, bool(adv.mean() > coop.mean() and p < results.config.evaluation.significance)
+    return paired_effect(results, adv, coop)
 
 
 def ladder_table(results: StudyResults) -> pd.DataFrame | None:
@@ -148,7 +153,7 @@ def ladder_table(results: StudyResults) -> pd.DataFrame | None:
         if test is None:
             continue
         records[key] = {
-            "knows": knowledge(key[0], attack), "cost": _cost(results, attack),
+            "knows": knowledge(results, key[0], attack), "cost": _cost(results, attack),
             "HR_cold@5": float(np.mean(units["cold|HR_cold@5"])),
             "cooperative": float(np.mean(units["cold|HR_coop@5"])),
             "p": test[0], "promotes": "yes" if test[1] else "no",

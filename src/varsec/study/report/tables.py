@@ -17,7 +17,16 @@ from varsec.study.plan import ADAPTIVE
 from varsec.study.report.data import StudyResults
 from varsec.study.report.ladder import LADDER_NOTE, QUERY_NOTE, ladder_table, query_curve
 from varsec.study.report.robustness import robustness
-from varsec.study.report.transfer import TRANSFER_NOTE, transfer_table
+from varsec.study.report.transfer import (
+    CATEGORY_NOTE,
+    ITEM2ITEM_NOTE,
+    TRANSFER_NOTE,
+    VERDICT_NOTE,
+    category_table,
+    item2item_table,
+    transfer_table,
+    verdict_table,
+)
 from varsec.study.results import CLEAN
 
 Builder = Callable[[StudyResults], "pd.DataFrame | None"]
@@ -34,6 +43,7 @@ class PaperTable:
     reference: pd.DataFrame | None = None
     reference_note: str = ""
     note: str = ""
+    transfer: bool = False  # built from every measurement; the others from the white-box ones
 
 
 def _ref(rows: dict[str, list[float | str]], columns: list[str]) -> pd.DataFrame:
@@ -70,8 +80,14 @@ def clean_quality(results: StudyResults) -> pd.DataFrame | None:
 
 
 def extractor_accuracy(results: StudyResults) -> pd.DataFrame | None:
-    """Clean and PGD test accuracy of every classifier extractor."""
+    """Clean and PGD test accuracy of every classifier extractor (public weights kept with their
+    own head, e.g. ImageNet's 1000 classes, do not classify the catalog: left out)."""
+    from varsec.study.schema import catalog_classifier
+
     rows = results.rows(metric="accuracy", protocol="classifier-test")
+    sections = results.config.extractors
+    rows = rows[rows["extractor"].map(lambda e: e not in sections or
+                                      catalog_classifier(sections[e])).astype(bool)]
     if not len(rows):
         return None
     label = rows["attack"].where(rows["attack"] == CLEAN, rows["attack"] + " eps " +
@@ -452,11 +468,21 @@ TABLES: list[PaperTable] = [
                "CHR@K; item-to-item: the clean image's success). A defense is robust only when "
                "it stops the adaptive attacker (BPDA / EOT / detector-aware), which knows it."),
     PaperTable("ladder", "varsec", "The threat ladder: what each merchant knows, spends and "
-               "achieves", ladder_table, note=LADDER_NOTE),
+               "achieves", ladder_table, note=LADDER_NOTE, transfer=True),
     PaperTable("queries", "varsec", "Query-only merchants: effect against queries",
-               query_curve, note=QUERY_NOTE),
+               query_curve, note=QUERY_NOTE, transfer=True),
     PaperTable("transfer", "varsec", "Transfer: promotion attacks crafted on a surrogate, "
-               "evaluated on the platform's model", transfer_table, note=TRANSFER_NOTE),
+               "evaluated on the platform's model", transfer_table, note=TRANSFER_NOTE,
+               transfer=True),
+    PaperTable("transfer-category", "varsec", "Transfer: category attacks crafted on a "
+               "surrogate extractor, judged by the platform's classifier and recommenders",
+               category_table, note=CATEGORY_NOTE, transfer=True),
+    PaperTable("transfer-item2item", "varsec", "Transfer: item-to-item attacks crafted on a "
+               "surrogate extractor, measured in the platform's visual kNN", item2item_table,
+               note=ITEM2ITEM_NOTE, transfer=True),
+    PaperTable("transfer-verdicts", "varsec", "Transfer: does the merchant without the "
+               "platform's model still succeed?", verdict_table, note=VERDICT_NOTE,
+               transfer=True),
     PaperTable("thesis-success", "004", "Thesis: success rate (%) at rank_min per eps "
                "(undefended extractor)", thesis_success, _THESIS,
                "the thesis' numbers on DeepFashion (10,000 tuples; 1,000 for C&W)"),
