@@ -153,3 +153,23 @@ def test_the_query_curve_keeps_each_feedback_its_own_series(ladder_run, monkeypa
     twenty = curve[curve["feedback"] == knows(20)]
     assert list(twenty["queries"]) == [100, 1000] and list(twenty["HR_cold@5"]) == [0.001, 0.002]
     assert list(curve[curve["feedback"] == knows(100)]["queries"]) == [1000]
+
+
+def test_the_papers_claims_rest_on_the_platforms_models_not_the_attackers_surrogate(
+        ladder_run):
+    """The surrogate pipeline (fitted on 30% of the users) is the merchant's tool: its rows
+    leave the view the papers' claims are checked on, the platform's rows stay."""
+    from varsec.study.report.claims import CLAIMS
+
+    results = _results(ladder_run)
+    assert results.surrogate("pipe-sur") and results.surrogate("vbpr-sur")
+    assert not results.surrogate("pipe") and not results.surrogate("vbpr")
+    platform = results.platform()
+    assert "pipe-sur" in set(results.table["recommender"].dropna())
+    assert not {"pipe-sur", "vbpr-sur", "bpr-sur"} & set(platform.table["recommender"].dropna())
+    assert not any(results.surrogate(s.labels.get("recommender")) for s in platform.plan)
+    assert "pipe" in set(platform.table["recommender"].dropna())
+    promote = next(c for c in CLAIMS if c.id == "000-promote")
+    assert "pipe-sur" in promote.check(results.white_box()).evidence  # white-box on it
+    verdict = promote.judge(results)
+    assert "pipe-sur" not in verdict.evidence and "pipe" in verdict.evidence

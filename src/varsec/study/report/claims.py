@@ -68,8 +68,8 @@ class Verdict:
 @dataclass(frozen=True)
 class Claim:
     """A headline claim of one of the works and how it is checked. A claim is checked on the
-    white-box results (no attack measured on a model it was not crafted on) unless it is about
-    transfer itself (``transfer``)."""
+    white-box results on the platform's models (no attack measured on a model it was not
+    crafted on, no attacker's surrogate) unless it is about transfer itself (``transfer``)."""
 
     id: str
     paper: str
@@ -78,9 +78,9 @@ class Claim:
     transfer: bool = False
 
     def judge(self, results: StudyResults) -> Verdict:
-        """The verdict on ``results`` (their white-box part unless the claim is about
-        transfer)."""
-        return self.check(results if self.transfer else results.white_box())
+        """The verdict on ``results`` (their white-box part on the platform's models unless
+        the claim is about transfer)."""
+        return self.check(results if self.transfer else results.platform())
 
 
 def _not_run(what: str) -> Verdict:

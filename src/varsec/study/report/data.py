@@ -250,6 +250,27 @@ class StudyResults:
             table = table[keep].reset_index(drop=True)
         return StudyResults(self.config, table, Plan(stages), self.statuses, self.out)
 
+    def surrogate(self, recommender: str | None) -> bool:
+        """Whether ``recommender`` (or a part of its pipeline) is a transfer attacker's
+        surrogate: fitted on only the users the attacker observes (``observed_users`` < 1)."""
+        for part in self.components(str(recommender)):
+            section = self.config.recommenders.get(part)
+            if section is not None and section.observed_users < 1:
+                return True
+        return False
+
+    def platform(self) -> StudyResults:
+        """The white-box results (:meth:`white_box`) on the platform's own models: without the
+        rows and stages of an attacker's surrogate recommender, which is the merchant's tool,
+        not a recommender the papers' claims are about."""
+        view = self.white_box()
+        stages = [s for s in view.plan if not self.surrogate(s.labels.get("recommender"))]
+        table = view.table
+        if len(table):
+            keep = [not (isinstance(r, str) and self.surrogate(r)) for r in table["recommender"]]
+            table = table[keep].reset_index(drop=True)
+        return StudyResults(self.config, table, Plan(stages), self.statuses, self.out)
+
     def sweeps(self) -> list[tuple[str, list[float]]]:
         """(attack, the eps its diagnosis sweep finished at, ascending) for every sweep."""
         found = []

@@ -67,16 +67,6 @@ def rung(results: StudyResults, evaluation: Stage, attack: Stage) -> str:
     return "insider" if objective == "insa" else "expert"
 
 
-def surrogate(results: StudyResults, recommender: str | None) -> bool:
-    """Whether ``recommender`` (or a part of its pipeline) is a surrogate: fitted on only the
-    users an attacker observes. The ladder measures the platform's models, not these."""
-    for part in results.components(str(recommender)):
-        section = results.config.recommenders.get(part)
-        if section is not None and section.observed_users < 1:
-            return True
-    return False
-
-
 def _cost(results: StudyResults, attack: Stage) -> str:
     info = results.info(attack)
     budget, convergence = (info.get(key) for key in ("budget", "convergence"))
@@ -138,7 +128,7 @@ def ladder_table(results: StudyResults) -> pd.DataFrame | None:
         if not attacks or "+" in label:
             continue
         attack = attacks[0]
-        if surrogate(results, evaluation.labels.get("recommender")):
+        if results.surrogate(evaluation.labels.get("recommender")):
             continue  # the attacker's own model: the transfer table's diagonal
         eps = evaluation.labels.get("eps")
         key = (rung(results, evaluation, attack), label + (f" eps {eps:g}" if eps else ""),
