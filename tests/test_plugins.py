@@ -108,6 +108,10 @@ recommenders:
   pipe: {kind: two-stage, first_stage: bpr, ranker: mine, k: 20}
 attacks:
   insa: {kind: insa, recommender: pipe, eps: [16], steps: 5, n_items: 10, params: {lr: 4}}
+  expa: {kind: expa, recommender: pipe, eps: [16], steps: 5, n_items: 10, params: {lr: 4}}
+  score: {kind: square, objective: insa, recommender: pipe, eps: [16], steps: 8, n_items: 10}
+  rank: {kind: square, objective: probe-rank, recommender: pipe, eps: [16], steps: 8,
+         n_items: 10, params: {probes: 5}}
   csema: {kind: csema, recommender: pipe, n_items: 10}
 evaluation:
   protocols: [{kind: sampled, negatives: 20}]
@@ -144,7 +148,13 @@ def test_the_example_plugin_is_installed_and_audited_by_varsec_run(tmp_path, fmn
 
     rows = pd.read_csv(tmp_path / "out" / "results.csv")
     promoted = rows[(rows.recommender == "pipe") & (rows.metric == "HR_cold")]
-    assert {"insa", "csema"} <= set(promoted.attack)
+    assert {"insa", "expa", "score", "rank", "csema"} <= set(promoted.attack)
+    # the report's threat ladder places each merchant on its rung against the plugin's model
+    report = (tmp_path / "out" / "report.md").read_text()
+    ladder = report[report.index("## The threat ladder"):]
+    for rung in ("| insider |", "| expert |", "| query (score) |", "| query (rank) |",
+                 "| semantic |"):
+        assert rung in ladder.split("\n## ")[0], rung
     assert "mine" in set(rows.recommender)
     # the same model built by the package's factory (kind: external) gives the same numbers
     sampled = rows[rows.protocol.str.startswith("sampled") & (rows.attack == "none")]

@@ -193,10 +193,12 @@ def test_several_surrogates_each_measured_on_their_own_and_the_platforms():
 @pytest.mark.parametrize(("attack", "match"), [
     ("{kind: pgd, extractor: pub, source_category: Sandal, target_category: Sneaker}",
      r"attacks\.x\.extractor: a classifier attack needs a head on the catalog's categories, "
-     r"and extractor 'pub' keeps efficientnet-lite0's own \(training: none\)"),
+     r"and extractor 'pub' keeps efficientnet-lite0's own, on ImageNet's 1000 classes "
+     r"\(training: none\)"),
     ("{kind: pgd, extractor: cnn, source_category: Sandal, target_category: Sneaker, "
      "evaluate: [pub]}", r"attacks\.x\.evaluate\[0\]: extractor 'pub' keeps efficientnet-lite0's "
-     r"own head \(training: none\), which cannot judge a category attack"),
+     r"own head, on ImageNet's 1000 classes \(training: none\), which cannot judge a category "
+     r"attack"),
     ("{kind: insa, recommender: pipe, evaluate: [cnn]}",
      r"attacks\.x\.evaluate\[0\]: 'cnn' is an extractor, and a promotion attack is measured on "
      r"recommenders only"),
@@ -210,6 +212,23 @@ def test_impossible_transfers_are_refused_in_one_sentence(attack, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_study_text(text)
     assert str(info.value).count(". ") == 0  # one sentence
+
+
+def test_a_backbone_built_for_the_catalog_keeps_a_catalog_head_with_its_own_weights():
+    """fmnist-cnn's head is sized for the catalog's categories, so a classifier attack on it
+    with its own (random or given) weights is a category attack; efficientnet-lite0's own head
+    is ImageNet's and is refused above."""
+    from varsec.study.schema import catalog_classifier
+
+    text = "study: s\n" + TINY_MODELS.replace("extractors:\n", """extractors:
+  raw: {backbone: fmnist-cnn, training: none}
+  pub: {backbone: efficientnet-lite0, training: none}
+""") + "attacks:\n  x: {kind: pgd, extractor: raw, source_category: Sandal, " \
+        "target_category: Sneaker}\n"
+    config = load_study_text(text)
+    assert catalog_classifier(config.extractors["raw"])
+    assert not catalog_classifier(config.extractors["pub"])
+    assert catalog_classifier(config.extractors["cnn"])  # trained here
 
 
 def test_a_name_that_is_both_a_recommender_and_an_extractor_is_ambiguous():

@@ -1546,11 +1546,17 @@ def _check_evaluation(config: StudyConfig, here: PathKey, attack: AttackSection)
 
 
 def catalog_classifier(section: ExtractorSection) -> bool:
-    """Whether an extractor's classifier head is on the catalog's categories: trained here, or
-    a checkpoint (trained on the catalog, as far as the study can tell). A backbone kept with its
-    own weights (``training: none``) keeps its own head: efficientnet-lite0's is ImageNet's 1000
-    classes, so it serves as a feature surrogate only."""
-    return section.training != "none" or section.checkpoint is not None
+    """Whether an extractor's classifier head is on the catalog's categories: trained here, a
+    checkpoint (trained on the catalog, as far as the study can tell), or a backbone whose own
+    head is built for the catalog (its class's ``head``, e.g. fmnist-cnn). A pretrained
+    backbone kept with its own weights (``training: none``) keeps its own head: efficientnet-
+    lite0's is ImageNet's 1000 classes, so it serves as a feature surrogate only. An external
+    backbone's head is checked where it is built (it must classify)."""
+    if section.training != "none" or section.checkpoint is not None or is_external(section):
+        return True
+    from varsec.vision.registry import backbone_class
+
+    return backbone_class(section.backbone).head == "catalog"
 
 
 def _check_surrogates(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
@@ -1567,8 +1573,9 @@ def _check_surrogates(config: StudyConfig, here: PathKey, attack: AttackSection)
                 problems.append(((*here, "extractor", i) if len(attack.extractor) > 1 else
                                  (*here, "extractor"), f"a classifier attack needs a head on the "
                                  f"catalog's categories, and extractor {ref!r} keeps "
-                                 f"{section.backbone}'s own (training: none): attack its "
-                                 "features (items: pairs) or train it (training: standard)."))
+                                 f"{section.backbone}'s own, on {_own_head(section)} "
+                                 "(training: none): attack its features (items: pairs) or "
+                                 "train it (training: standard)."))
     for i, ref in enumerate(attack.evaluate):
         if ref not in exts:
             continue
@@ -1577,9 +1584,16 @@ def _check_surrogates(config: StudyConfig, here: PathKey, attack: AttackSection)
                              "attack is measured on recommenders only."))
         elif family == "category" and not catalog_classifier(exts[ref]):
             problems.append(((*here, "evaluate", i), f"extractor {ref!r} keeps "
-                             f"{exts[ref].backbone}'s own head (training: none), which cannot "
-                             "judge a category attack: evaluate a recommender built on it."))
+                             f"{exts[ref].backbone}'s own head, on {_own_head(exts[ref])} "
+                             "(training: none), which cannot judge a category attack: "
+                             "evaluate a recommender built on it."))
     return problems
+
+
+def _own_head(section: ExtractorSection) -> str:
+    from varsec.vision.registry import backbone_class
+
+    return backbone_class(section.backbone).head
 
 
 def _check_attack_params(here: PathKey, attack: AttackSection, objective: str) -> list[Problem]:

@@ -39,9 +39,14 @@ class Backbone(nn.Module, ABC):
         feature_layer: the default layer of :meth:`features`.
         feature_dims: every layer :meth:`features` can return, with its dimension.
         num_classes: size of :meth:`logits` (None when the backbone does not classify).
+        head: what the classifier head of the backbone, kept with its own weights (a study's
+            ``training: none``), is about: "catalog" (built for the catalog's categories, e.g.
+            fmnist-cnn), or the label space of its pretrained weights (ImageNet's 1000
+            classes), which cannot judge an attack on the catalog's categories.
     """
 
     name: ClassVar[str] = ""
+    head: ClassVar[str] = "catalog"
     input_channels: int = 3
     min_size: int = 16
     max_size: int = 4096

