@@ -116,6 +116,20 @@ def test_every_gradient_attack_stays_in_its_ball_and_improves_its_objective(
         assert float(after.mean()) > float(before.mean())
 
 
+@pytest.mark.parametrize("name", ["pgd", "pgd-l2", "adam", "cw", "cw-linf", "deepfool",
+                                  "square"])
+def test_a_registered_attack_and_its_rule_share_every_default(name):
+    """What the registry declares (steps, params) is what the step rule does by default, so
+    a rule built by hand and the same attack from a study or the CLI agree."""
+    method = attack_method(name)
+    by_hand = type(method.build(8))(eps=8) if name != "cw" else type(method.build(8))()
+    registered = method.build(8)
+    assert by_hand.steps == registered.steps == method.steps
+    for key, spec in method.params.items():
+        attribute = {"binary_steps": "binary_search_steps"}.get(key, key)
+        assert getattr(by_hand, attribute) == getattr(registered, attribute) == spec.default
+
+
 def test_one_set_of_defaults_per_attack_wherever_it_is_used():
     import inspect
 

@@ -35,7 +35,7 @@ from varsec.attacks.quantize import (
     check_positive,
     check_steps,
 )
-from varsec.attacks.registry import AttackMethod, register_attack
+from varsec.attacks.registry import AttackMethod, register_attack, rule_default
 from varsec.errors import ConfigError
 from varsec.params import Param
 
@@ -258,12 +258,14 @@ class CWLinfStep(_PenaltySearch):
         self._tau = torch.where(ok & inside, self._tau * self.tau_decay, self._tau)
 
 
-def _cw_params(lr: float, lr_doc: str, binary_steps: int) -> dict[str, Param]:
-    """The settings both C&W forms declare, with their own rate and search defaults."""
+def _cw_params(rule: type, lr_doc: str) -> dict[str, Param]:
+    """The settings both C&W forms declare, with their own rule's defaults."""
     return {
-        "c": Param(1.0, float, low=0, low_open=True, doc="initial weight of the objective term"),
-        "lr": Param(lr, float, low=0, low_open=True, doc=lr_doc),
-        "binary_steps": Param(binary_steps, int, low=1, doc="binary-search rounds on c"),
+        "c": Param(rule_default(rule, "c"), float, low=0, low_open=True,
+                   doc="initial weight of the objective term"),
+        "lr": Param(rule_default(rule, "lr"), float, low=0, low_open=True, doc=lr_doc),
+        "binary_steps": Param(rule_default(rule, "binary_search_steps"), int, low=1,
+                              doc="binary-search rounds on c"),
     }
 
 
@@ -273,10 +275,10 @@ class CWL2Attack(AttackMethod):
     c; eps (below 255) caps the final image in L-inf."""
 
     step_unit = "tanh"
-    steps = 100
+    steps = rule_default(CWL2Step, "steps")
     paper = "Carlini & Wagner 2017; 004"
-    params: ClassVar[dict[str, Param]] = _cw_params(0.01, "Adam's rate on the tanh-space "
-                                                    "variable (not a pixel step)", 5)
+    params: ClassVar[dict[str, Param]] = _cw_params(CWL2Step, "Adam's rate on the tanh-space "
+                                                    "variable (not a pixel step)")
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
@@ -289,10 +291,10 @@ class CWL2Attack(AttackMethod):
 class CWLinfAttack(AttackMethod):
     """The thesis' C&W L-inf penalty form (004; Carlini & Wagner 2017 sec VI)."""
 
-    steps = 100
+    steps = rule_default(CWLinfStep, "steps")
     paper = "004; Carlini & Wagner 2017 sec VI"
-    params: ClassVar[dict[str, Param]] = _cw_params(1.0, "Adam's step on the perturbation in "
-                                                    "8-bit levels", 1)
+    params: ClassVar[dict[str, Param]] = _cw_params(CWLinfStep, "Adam's step on the "
+                                                    "perturbation in 8-bit levels")
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from varsec.attacks.engine import Problem, Rows, _Iterative, _per_image_view
 from varsec.attacks.quantize import LEVELS, check_eps, check_steps
-from varsec.attacks.registry import AttackMethod, register_attack
+from varsec.attacks.registry import AttackMethod, register_attack, rule_default
 from varsec.errors import ConfigError
 from varsec.params import Param
 from varsec.vision.perturbation import project_linf_, uint8_to_float
@@ -97,11 +97,12 @@ class DeepFoolAttack(AttackMethod):
     """DeepFool (Moosavi-Dezfooli et al., CVPR 2016), L-inf, bounded by eps; on classifier
     objectives (a category attack on an extractor, ``varsec attack --objective classifier``)."""
 
-    steps = 50
+    steps = rule_default(DeepFoolStep, "steps")
     paper = "Moosavi-Dezfooli et al. 2016"
     params: ClassVar[dict[str, Param]] = {
-        "overshoot": Param(0.02, float, low=0, high=1, high_open=True, doc="how far past the "
-                           "linearised boundary the perturbation goes (Alg. 2: 0.02)"),
+        "overshoot": Param(rule_default(DeepFoolStep, "overshoot"), float, low=0, high=1,
+                           high_open=True, doc="how far past the linearised boundary the "
+                           "perturbation goes (Alg. 2: 0.02)"),
     }
 
     @classmethod

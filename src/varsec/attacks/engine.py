@@ -57,7 +57,7 @@ from varsec.attacks.quantize import (
     quantize,
     to_float,
 )
-from varsec.attacks.registry import AttackMethod, register_attack
+from varsec.attacks.registry import AttackMethod, register_attack, rule_default
 from varsec.attacks.transforms import TransformHook
 from varsec.devices import check_device, seeded
 from varsec.errors import ConfigError
@@ -574,9 +574,11 @@ class PGDAttack(AttackMethod):
     2.5 * eps / steps), projected on the eps-ball."""
 
     uses_alpha = True
+    steps = rule_default(PGDStep, "steps")
     paper = "Madry et al. 2018"
     params: ClassVar[dict[str, Param]] = {
-        "random_start": Param(True, bool, doc="start from a random point of the eps-ball")}
+        "random_start": Param(rule_default(PGDStep, "random_start"), bool,
+                              doc="start from a random point of the eps-ball")}
 
     @classmethod
     def rule(cls, eps: float, steps: int, alpha: float | None, params: Any) -> Any:
@@ -601,9 +603,12 @@ class AdamAttack(AttackMethod):
     """Adam on the perturbation with clipping (AIP 000 Alg. 1) on any objective."""
 
     paper = "000 Alg. 1"
+    steps = rule_default(AdamStep, "steps")
     params: ClassVar[dict[str, Param]] = {
-        "lr": Param(1.0, float, low=0, low_open=True, doc="Adam's step in 8-bit levels"),
-        "random_start": Param(False, bool, doc="start from a random point of the eps-ball"),
+        "lr": Param(rule_default(AdamStep, "lr"), float, low=0, low_open=True,
+                    doc="Adam's step in 8-bit levels"),
+        "random_start": Param(rule_default(AdamStep, "random_start"), bool,
+                              doc="start from a random point of the eps-ball"),
     }
 
     @classmethod

@@ -14,6 +14,7 @@ own settings (``kappa`` of the classifier objectives, INSA's ``users_per_step``)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -82,6 +83,12 @@ class AttackMethod:
         (the declared settings; the rest take their declared defaults, the only ones)."""
         return cls.rule(eps, cls.steps if steps is None else steps, alpha,
                         cls.settings(params or {}))
+
+
+def rule_default(rule: Callable[..., Any], argument: str) -> Any:
+    """The default a step rule's constructor gives ``argument``: a registered method takes its
+    defaults from its rule, so the engine and the registry hold one value."""
+    return inspect.signature(rule).parameters[argument].default
 
 
 A = TypeVar("A", bound=type[AttackMethod])
@@ -198,5 +205,5 @@ def param_problems(attack: str, objective: str | None,
 
 __all__ = ["AUTO", "STAGE_PARAMS", "AttackMethod", "attack_method", "attack_names",
            "declared_params", "known_attacks", "known_objectives", "objective_family",
-           "objective_params",
-           "param_problems", "register_attack", "register_objective"]
+           "objective_params", "param_problems", "register_attack",
+           "register_objective", "rule_default"]

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from varsec.attacks.engine import BatchResult, Problem, StepRule
 from varsec.attacks.quantize import LEVELS, check_eps, check_steps
-from varsec.attacks.registry import AttackMethod, register_attack
+from varsec.attacks.registry import AttackMethod, register_attack, rule_default
 from varsec.params import Param, check_number
 from varsec.vision.perturbation import uint8_to_float
 
@@ -125,13 +125,14 @@ class SquareAttack(AttackMethod):
     """Square Attack (Andriushchenko et al., ECCV 2020), L-inf: query-only random search; its
     steps are queries per image."""
 
-    steps = 5000
+    steps = rule_default(SquareStep, "steps")
     step_unit = "queries"
     needs_gradients = False  # it only scores uploads: it audits a query-only model too
     paper = "Andriushchenko et al. 2020"
     params: ClassVar[dict[str, Param]] = {
-        "p_init": Param(0.8, float, low=0, low_open=True, high=1, doc="share of the image the "
-                        "first windows cover (halved on the paper's schedule)"),
+        "p_init": Param(rule_default(SquareStep, "p_init"), float, low=0, low_open=True,
+                        high=1, doc="share of the image the first windows cover (halved on "
+                        "the paper's schedule)"),
     }
 
     @classmethod
