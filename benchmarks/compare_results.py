@@ -2,9 +2,11 @@
 
     python benchmarks/compare_results.py RUN_A/results.csv RUN_B/results.csv
 
-Rows are matched on every column but the numbers (value, ci_low, ci_high, n); the script prints
-how many rows each side has, the rows only one side has, and every number that differs (exact
-comparison: NaN equals NaN). Exit status 0 when the two tables hold the same numbers, 1 when not.
+Rows are matched on every column both tables have but the numbers (value, ci_low, ci_high, n); a
+label column only one side has (a new column of the results table) is named and left out of the
+match. The script prints how many rows each side has, the rows only one side has, and every number
+that differs (exact comparison: NaN equals NaN). Exit status 0 when the two tables hold the same
+numbers, 1 when not.
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ import pandas as pd
 NUMBERS = ["value", "ci_low", "ci_high", "n"]
 
 
-def _keyed(path: str) -> pd.DataFrame:
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    keys = [c for c in frame.columns if c not in NUMBERS]
+def _read(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _keyed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    frame = frame[keys + NUMBERS].copy()
     frame[keys] = frame[keys].astype(str)
     return frame.set_index(keys).sort_index()
 
 
 def compare(a: str, b: str) -> int:
-    left, right = _keyed(a), _keyed(b)
+    frames = _read(a), _read(b)
+    labels = [[c for c in f.columns if c not in NUMBERS] for f in frames]
+    keys = [c for c in labels[0] if c in labels[1]]
+    for name, own in zip((a, b), labels, strict=True):
+        extra = [c for c in own if c not in keys]
+        if extra:
+            print(f"label columns only in {name} (not matched on): {', '.join(extra)}")
+    left, right = (_keyed(f, keys) for f in frames)
     print(f"{a}: {len(left)} rows; {b}: {len(right)} rows")
     only_left = left.index.difference(right.index)
     only_right = right.index.difference(left.index)
