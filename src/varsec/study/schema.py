@@ -398,8 +398,10 @@ class AttackSection(Section):
         "below gives each one's params)")
     objective: Annotated[str, AfterValidator(_check_objective)] = Field(
         "auto", description="what the engine maximises: classifier-targeted, "
-        "classifier-untargeted, feature-l2, feature-cosine, insa, bpr; auto picks the "
-        "attack's own objective, or the paper's for its target")
+        "classifier-untargeted, feature-l2, feature-cosine, insa, bpr (every item image "
+        "once, over the training triplets), bpr-per-user (each user's sampled list attacked "
+        "for that user, 002's evaluation-time reading); auto picks the attack's own "
+        "objective, or the paper's for its target")
     eps: EpsList = Field(default_factory=lambda: [8.0], description="L-inf budgets in 8-bit "
                          "levels, one run each (csema ignores it)")
     steps: int | None = Field(None, ge=0, description="iterations: PGD-k, Adam steps (expa), "
@@ -1018,11 +1020,36 @@ def attack_items(attack: AttackSection) -> str:
     objective = attack_objective(attack)
     if promotes(attack):
         return "cold"
-    if objective == "bpr":
+    if _ranks(objective):
         return "all"
     if objective == "feature-cosine" or objective == "feature-l2":
         return "pairs"
     return "category"
+
+
+def _ranks(objective: str) -> bool:
+    """Whether ``objective`` is a BPR objective through a pairwise visual recommender (002)."""
+    from varsec.attacks.registry import objective_family
+
+    return objective_family(objective) == "ranking"
+
+
+def per_user(attack: AttackSection) -> bool:
+    """Whether ``attack`` attacks each user's evaluation list with images of its own (its
+    objective's ``per_user``, 002 read per test triplet): measured by the sampled protocol."""
+    from varsec.attacks.registry import objective_fact
+
+    return bool(objective_fact(attack_objective(attack), "per_user", False))
+
+
+def per_user_lists(config: StudyConfig) -> dict[str, Any] | None:
+    """The evaluation lists a per-user attack attacks: the negatives of the study's sampled
+    protocol (the one with the fewest, as the report's) and its user sample; None without a
+    sampled protocol."""
+    sampled = sorted(p.negatives for p in config.evaluation.protocols if p.kind == "sampled")
+    if not sampled:
+        return None
+    return {"negatives": sampled[0], "max_users": config.evaluation.max_users}
 
 
 def attack_family(attack: AttackSection) -> str:
@@ -1144,7 +1171,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     if problems:
         return problems
     objective = attack_objective(attack)
-    needs_rec = promotes(attack) or objective == "bpr"
+    needs_rec = promotes(attack) or _ranks(objective)
     if needs_rec and not attack.recommender:
         problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
                          f"recommender it attacks through (known: {_known(recs)})."))
@@ -1159,12 +1186,13 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
                 problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "
                                  "through a two-stage recommender; "
                                  f"{ref!r} is a {recs[ref].kind}."))
-    if objective == "bpr":
+    if _ranks(objective):
         for ref in attack.recommender:
             if recs[ref].kind not in BPR_KINDS:
                 problems.append(((*here, "recommender"), f"the BPR objective needs a visual "
                                  f"pairwise recommender ({', '.join(BPR_KINDS)}); {ref!r} is "
                                  f"a {recs[ref].kind}."))
+    problems += _check_per_user(config, here, attack)
     problems += _check_threat(config, here, attack)
     if objective == "classifier-targeted":
         for key in ("source_category", "target_category"):
@@ -1189,6 +1217,22 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     if objective.startswith("classifier") and attack.items not in ("auto", "category", "all"):
         problems.append(((*here, "items"), f"a classifier attack perturbs a category or all "
                          f"items, not {attack.items!r}."))
+    return problems
+
+
+def _check_per_user(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
+    """A per-user attack attacks the sampled protocol's lists: the study needs one, and the
+    attack perturbs list items, not a choice of its own."""
+    if not per_user(attack):
+        return []
+    problems: list[Problem] = []
+    if per_user_lists(config) is None:
+        problems.append(((*here, "objective"), f"{attack_objective(attack)} attacks each user's "
+                         "sampled list; add a sampled protocol to evaluation.protocols (002: "
+                         "{kind: sampled, negatives: 20})."))
+    if attack.items not in ("auto", "all"):
+        problems.append(((*here, "items"), f"{attack_objective(attack)} attacks the items of "
+                         f"each user's sampled list; leave items at auto, not {attack.items!r}."))
     return problems
 
 
@@ -1658,6 +1702,8 @@ __all__ = [
     "is_promotion",
     "load_study",
     "load_study_text",
+    "per_user",
+    "per_user_lists",
     "ranking_model",
     "reconstructable",
     "resize_ratio",

@@ -6,6 +6,9 @@ Output contract (what evaluations and the report read):
 * ``adversarial.npy`` - their adversarial images, uint8 N x C x H x W (quantised, DESIGN.md
   section 2);
 * ``pairs.npy`` - int64 P x 2 (attack item, target item), for item-to-item attacks;
+* ``lists.npz`` - per-user attacks (objective ``bpr-per-user``): ``users`` and their sampled
+  lists ``items`` (users x (1 + negatives), test item first); ``items.npy`` then holds the
+  catalog item of every attacked image, the lists row by row;
 * ``adversarial/`` - a few PNGs (``<item>_clean.png``, ``<item>_adv.png``) for the report;
 * ``convergence.npz`` - iterative attacks only: per step (``step``) the ``mean``, ``q10``,
   ``q50`` and ``q90`` of the objective over the attacked items (all engine runs of the stage
@@ -21,7 +24,7 @@ Families (see :func:`varsec.study.schema.attack_family`): ``promotion`` (INSA / 
 cold items, through the ranker of a two-stage recommender), ``category`` (targeted or untargeted
 classifier attacks on a source category), ``item2item`` (feature-cosine attacks on random
 (attacker, target) pairs of different categories), ``ranking`` (BPR-untargeted poisoning of every
-item image through a pairwise visual recommender).
+item image through a pairwise visual recommender; or, per user, each user's sampled list).
 
 An attack config with ``through`` (planned for a defense with ``adaptive: true``) is the adaptive
 attacker: the engine attacks the model behind that defense (BPDA / EOT hooks of the input
@@ -40,6 +43,7 @@ import torch
 from varsec.errors import ConfigError
 from varsec.study.builtin.common import (
     choose_categories,
+    evaluation_lists,
     extractor_features,
     feature_layer,
     load_backbone,
@@ -49,7 +53,7 @@ from varsec.study.builtin.common import (
     test_items,
     two_stage_parts,
 )
-from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEMS, PAIRS, PROBES
+from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEMS, LISTS, PAIRS, PROBES
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -213,15 +217,36 @@ def _pairs(ctx: StageContext, config: dict[str, Any], dataset: Any, target: Stag
 def _poison(ctx: StageContext, config: dict[str, Any], dataset: Any, target: StageOutput,
             engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Every item image, untargeted on the BPR loss (002 eq 3-4; varsec.attacks.poison_catalog
-    with the engine of this stage)."""
+    with the engine of this stage); with a per-user objective, each user's sampled list."""
     from varsec.attacks import BPRUntargeted
 
     model = load_model(target, ctx.device)
+    if "lists" in config:
+        return _per_user(ctx, config, dataset, model, engine)
     objective = BPRUntargeted(model, dataset, seed=config["seed"])
     result = engine(objective, objective.images, _rule(config), seed=config["seed"],
                     batch_size=config["params"].get("batch_size", 128), desc="BPR-untargeted")
     return np.asarray(objective.items), result.images.numpy(), \
         {"success_rate": result.success_rate}
+
+
+def _per_user(ctx: StageContext, config: dict[str, Any], dataset: Any, model: Any,
+              engine: Engine) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Each evaluated user's sampled list, its images attacked for that user (002 read per test
+    triplet, :mod:`varsec.attacks.bpr_per_user`): ``lists.npz`` holds the users and lists,
+    ``items.npy`` the catalog item of every attacked image (the lists row by row)."""
+    from varsec.attacks.bpr_per_user import BPRPerUser, per_user_users
+
+    lists_config, seed = config["lists"], config["seed"]
+    users, lists = evaluation_lists(dataset, lists_config["negatives"],
+                                    lists_config["max_users"], seed)
+    keep = np.isin(users, per_user_users(users, config["params"].get("users"), seed))
+    users, lists = users[keep], lists[keep]
+    objective = BPRPerUser(model, dataset, users, lists)
+    result = engine(objective, objective.images, _rule(config), seed=seed,
+                    batch_size=config["params"].get("batch_size", 128), desc="BPR per user")
+    np.savez(ctx.workdir / LISTS, users=users, items=lists)
+    return lists.reshape(-1), result.images.numpy(), {"users": len(users)}
 
 
 _FAMILIES = {"promotion": _promotion, "category": _category, "item2item": _pairs,
@@ -267,6 +292,8 @@ def _save_examples(ctx: StageContext, items: np.ndarray, clean: np.ndarray,
 
 def _estimate(config: dict[str, Any], study: Any) -> float:
     n = config.get("n_items") or 100
+    if "lists" in config:  # per user: every list image of every (sampled) user
+        n = (config["params"].get("users") or 1000) * (config["lists"]["negatives"] + 1)
     return 2.0 + n * max(1, config.get("steps", 1)) * 0.002
 
 

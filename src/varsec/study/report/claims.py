@@ -628,27 +628,78 @@ def _untargeted(results: StudyResults, kinds: tuple[str, ...] = ("fgsm", "pgd",
             if s.labels["attack"] != CLEAN and results.attack_kind(s.labels["attack"]) in kinds]
 
 
+def _per_user_attack(results: StudyResults, label: str) -> bool:
+    """Whether the attack behind ``label`` attacks each user's list with images of its own
+    (002's evaluation-time reading of its triplet attack, objective ``bpr-per-user``)."""
+    from varsec.study.schema import per_user
+
+    attack = results.config.attacks.get(str(label).split("+")[0])
+    return attack is not None and per_user(attack)
+
+
+def _hr_pair(results: StudyResults, attacked: Stage,
+             clean: Stage) -> tuple[np.ndarray, np.ndarray] | None:
+    """(attacked, clean) per-user HR@10 on the same users: a per-user attack may cover a sample
+    of the clean evaluation's users (units ``<protocol>|users``)."""
+    after, before = (_ranking_units(results, s, "HR@10") for s in (attacked, clean))
+    if after is None or before is None:
+        return None
+    if len(after) != len(before):
+        users_after, users_before = (_ranking_units(results, s, "users") for s in (attacked,
+                                                                                  clean))
+        if users_after is None or users_before is None or \
+                not np.isin(users_after, users_before).all():
+            return None
+        before = before[np.searchsorted(users_before, users_after)]
+    return after, before
+
+
+MERCHANT = ("catalog-wide (one image per item for every user, a merchant's upload; varsec's own "
+            "question, not 002's threat model)")
+
+
 def attacks_collapse_hr(results: StudyResults) -> Verdict:
-    """An attack claim: an unconverged attack's failure leaves the verdict open."""
+    """002 Table 2: FGSM / PGD on the BPR loss collapse VBPR's HR@10 (to under half of clean,
+    significantly), under 002's threat model: each user's sampled list attacked for that user
+    (objective ``bpr-per-user``; :mod:`varsec.attacks.bpr_per_user`). A catalog-wide attack (one
+    image per item over the training triplets, a merchant's upload) is reported beside it and
+    decides nothing: when only such attacks ran, the verdict is inconclusive (measured under
+    another threat model). An attack claim: an unconverged attack's failure leaves it open."""
     stages = _untargeted(results)
     if not stages:
         return _not_run("untargeted attacks through a recommender")
     evidence = _Evidence(results)
+    own = [s for s in stages if _per_user_attack(results, s.labels["attack"])]
+    merchant: list[str] = []
     for stage in stages:
         clean = _ranking_stage(results, stage.labels["recommender"], CLEAN, CLEAN,
                                stage.labels["seed"])
-        if clean is None:
+        pair = None if clean is None else _hr_pair(results, stage, clean)
+        if pair is None:
             continue
-        after, before = (_ranking_units(results, s, "HR@10") for s in (stage, clean))
-        if after is None or before is None:
-            continue
+        after, before = pair
         evidence.recommender(stage.labels["recommender"])
         p = evidence.p_value(after, before)
         key = _key(stage)
-        evidence.add(key, after.mean() < 0.5 * before.mean() and evidence.significant(p),
-                     after.mean() / before.mean() if before.mean() else float("nan"),
-                     f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean "
-                     f"(p={p:.3g})", doubt_if_not=evidence.unconverged([stage]))
+        line = (f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean (p={p:.3g}, "
+                f"{len(after)} users)")
+        collapsed = after.mean() < 0.5 * before.mean() and evidence.significant(p)
+        if stage in own:
+            evidence.add(key, collapsed, after.mean() / before.mean() if before.mean() else
+                         float("nan"), f"per user (002's threat model): {line}",
+                         doubt_if_not=evidence.unconverged([stage]))
+        elif own:
+            merchant.append(line)
+        else:
+            evidence.add(key, collapsed, after.mean() / before.mean() if before.mean() else
+                         float("nan"), f"{MERCHANT}: {line}")
+    if merchant:
+        evidence.remarks[f"{MERCHANT}: {'; '.join(merchant)}"] = None
+    if not own and evidence.lines:
+        evidence.unfit["threat model"] = (
+            "measured under another threat model: every attack is catalog-wide, while 002's "
+            "collapse is measured with each user's sampled list attacked for that user "
+            "(objective bpr-per-user)")
     return evidence.verdict("clean and attacked evaluations of the same recommender")
 
 
