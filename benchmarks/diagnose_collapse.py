@@ -21,6 +21,9 @@ Experiments (each a section of the printed JSON):
   (``oracle_catalog``);
 * ``per_user`` - 002's attack read per test triplet (:mod:`varsec.attacks.bpr_per_user`): each
   user's test image and its 20 negatives attacked for that user, FGSM and PGD, at several eps;
+* ``item_terms`` (``--gamma-scales``) - the per-user attack on copies of the model whose item
+  factors ``γ_i`` are scaled down (0: items scored by their images alone, as an item with almost
+  no interactions is): how much of the ranking the images must carry for the collapse;
 * ``catalog`` - the catalog-wide attack with more PGD steps (convergence recorded), and a
   catalog-wide attack on the evaluation triplets themselves (one image per item, but aimed at
   the test lists: the per-user attack's knowledge without its per-user images);
@@ -29,12 +32,13 @@ Experiments (each a section of the printed JSON):
 
 Usage: python benchmarks/diagnose_collapse.py --out /tmp/demo-collapse [--users 1000]
        [--eps 8,16,32,64] [--pgd-steps 10,20] [--catalog-steps 10,40] [--json out.json]
-       [--skip per_user,catalog]
+       [--gamma-scales 0.5,0] [--skip per_user,catalog]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -220,6 +224,36 @@ def per_user(model: Any, dataset: Any, users: torch.Tensor, lists: torch.Tensor,
     return found
 
 
+def item_term_sweep(model: Any, dataset: Any, extractor: Any, users: torch.Tensor,
+                    lists: torch.Tensor, scales: list[float], eps: float, pgd_steps: int,
+                    seed: int, catalog_users: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> list[dict[str, Any]]:
+    """The per-user attack (and, with ``catalog_users`` = every user's lists, the catalog-wide
+    FGSM) on copies of the model whose learned item factors ``γ_i`` are scaled by each of
+    ``scales`` (0: the items are scored by their images alone, as items with almost no
+    interactions are): how much of the ranking the images must carry for the collapse."""
+    found = []
+    for scale in scales:
+        clone = copy.deepcopy(model)
+        with torch.no_grad():
+            clone.item_gamma.weight.mul_(scale)
+        for entry in per_user(clone, dataset, users, lists, [eps], [pgd_steps], seed):
+            found.append({"gamma_scale": scale, **entry})
+        if catalog_users is not None:
+            objective = BPRUntargeted(clone, dataset, seed=seed)
+            result = run_attack(objective, objective.images, FGSMStep(eps=eps), seed=seed,
+                                batch_size=256, desc=f"catalog FGSM, gamma x {scale:g}")
+            all_users, all_lists = catalog_users
+            clean = float(hit_rate(list_scores(clone, all_users, all_lists)).mean())
+            hr, _ = catalog_hr(clone, extractor, objective.items, result.images.numpy(),
+                               all_users, all_lists)
+            found.append({"gamma_scale": scale, "catalog_fgsm": True, "eps": eps,
+                          "HR10_clean": clean, "HR10_attacked": hr,
+                          "users": len(all_users)})
+            print(json.dumps(found[-1]), flush=True)
+    return found
+
+
 class _EvaluationTriplets(BPRUntargeted):
     """The catalog-wide objective (one image per item) on the evaluation's triplets (u, t, n_k)
     instead of the training triplets."""
@@ -296,6 +330,11 @@ def diagnose(args: argparse.Namespace) -> dict[str, Any]:
     if "per_user" not in args.skip:
         report["per_user"] = per_user(model, dataset, sub_users, sub_lists, args.eps,
                                       args.pgd_steps, seed)
+    if args.gamma_scales:
+        report["item_terms"] = item_term_sweep(
+            model, dataset, extractor, sub_users, sub_lists, args.gamma_scales, 16.0,
+            args.pgd_steps[0], seed,
+            None if "catalog" in args.skip else (users, lists))
     if "catalog" not in args.skip:
         report["catalog"] = catalog(model, dataset, extractor, users, lists, args.catalog_eps,
                                     args.catalog_steps, seed)
@@ -319,6 +358,8 @@ def main() -> None:
     parser.add_argument("--catalog-eps", type=float, default=16.0)
     parser.add_argument("--catalog-steps", type=lambda t: [int(v) for v in t.split(",")],
                         default=[10, 40])
+    parser.add_argument("--gamma-scales", type=_floats, default=[], help="per-user attack at "
+                        "eps 16 on copies of the model with γ_i scaled by these (e.g. 0.5,0)")
     parser.add_argument("--skip", type=lambda t: t.split(","), default=[])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the measures here too")
