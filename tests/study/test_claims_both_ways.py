@@ -454,19 +454,24 @@ YIN_PER_USER = YIN.replace("\ndefenses:", PER_USER_ATTACKS).replace(
 
 
 def _yin_per_user(tmp_path, clean=0.5, fgsm=0.1, pgd=0.05, catalog=0.45,
-                  sample: int | None = None) -> Synthetic:
+                  sample: int | None = None, eps: str = "[16]", eps8: float = 0.4) -> Synthetic:
     """Yin's claim with per-user attacks (``sample``: how many of the clean evaluation's users
-    they cover) beside catalog-wide ones."""
-    s = Synthetic(YIN_PER_USER, tmp_path)
+    they cover; ``eps``: the per-user FGSM's budgets, at eps 8 reaching ``eps8``) beside
+    catalog-wide ones."""
+    text = YIN_PER_USER.replace("objective: bpr-per-user, recommender: vbpr, eps: [16]}",
+                                f"objective: bpr-per-user, recommender: vbpr, eps: {eps}}}", 1)
+    s = Synthetic(text, tmp_path)
     s.extractor_accuracy("cnn", 0.9)
     s.recommender_hr("vbpr", clean)
     values = {"none": clean, "fgsm": catalog, "pgd": catalog, "fgsm-user": fgsm,
               "pgd-user": pgd}
     users = np.arange(3, 3 + N * 5)
     for stage in s.find("evaluation", "ranking", defense="none"):
-        chosen = users if stage.labels["attack"] in ("none", "fgsm", "pgd") or sample is None \
+        attack = stage.labels["attack"]
+        chosen = users if attack in ("none", "fgsm", "pgd") or sample is None \
             else np.sort(s.rng.choice(users, sample, replace=False))
-        hits = (s.rng.random(len(chosen)) < values[stage.labels["attack"]]).astype(float)
+        value = eps8 if attack == "fgsm-user" and stage.labels["eps"] == 8 else values[attack]
+        hits = (s.rng.random(len(chosen)) < value).astype(float)
         s.units(stage, **{"sampled-20|HR@10": hits, "sampled-20|users": chosen})
     return s
 
@@ -485,6 +490,32 @@ def test_attacks_collapse_hr_both_ways(tmp_path):
     low = _yin_per_user(tmp_path / "d", clean=0.1, fgsm=0.01, pgd=0.01)  # below popularity
     assert low.verdict("002-collapse").status == INCONCLUSIVE
     assert "recommender vbpr" in low.verdict("002-collapse").reason
+
+
+def test_collapse_is_judged_at_002s_eps_16_or_more(tmp_path):
+    """002 Table 2 runs at eps 16 (Fig. 6: eps 8 barely moves the model): a per-user run below
+    it is reported, not judged, and alone it leaves the verdict open."""
+    s = _yin_per_user(tmp_path / "a", eps="[8, 16]")  # eps 8 stops at 0.4 of 0.5
+    verdict = s.verdict("002-collapse")
+    assert verdict.status == HELD
+    assert "per user below 002's eps 16 (not judged): vbpr / fgsm-user eps 8" in verdict.evidence
+    alone = _yin_per_user(tmp_path / "b", eps="[8]", fgsm=0.1, pgd=0.45)
+    assert alone.verdict("002-collapse").status == NOT_HELD  # PGD at 16 stops short
+    only_below = YIN_PER_USER.replace("  pgd-user: {kind: pgd, objective: bpr-per-user, "
+                                      "recommender: vbpr, eps: [16]}\n", "")
+    s = Synthetic(only_below.replace("objective: bpr-per-user, recommender: vbpr, eps: [16]}",
+                                     "objective: bpr-per-user, recommender: vbpr, eps: [8]}"),
+                  tmp_path / "d")
+    s.extractor_accuracy("cnn", 0.9)
+    s.recommender_hr("vbpr", 0.5)
+    for stage in s.find("evaluation", "ranking", defense="none"):
+        value = 0.5 if stage.labels["attack"] == "none" else 0.1
+        s.units(stage, **{"sampled-20|HR@10": (s.rng.random(N * 5) < value).astype(float),
+                          "sampled-20|users": np.arange(N * 5)})
+    open_ = s.verdict("002-collapse")
+    assert open_.status == INCONCLUSIVE
+    assert open_.reason.startswith("measured below 002's budget: the per-user attacks ran under "
+                                   "eps 16")
 
 
 def test_collapse_pairs_a_per_user_sample_with_the_same_clean_users(tmp_path):

@@ -656,21 +656,24 @@ def _hr_pair(results: StudyResults, attacked: Stage,
 
 MERCHANT = ("catalog-wide (one image per item for every user, a merchant's upload; varsec's own "
             "question, not 002's threat model)")
+YIN_EPS = 16.0  # 002 Table 2's budget; Fig. 6: eps 8 "do[es] not greatly affect" the model
 
 
 def attacks_collapse_hr(results: StudyResults) -> Verdict:
     """002 Table 2: FGSM / PGD on the BPR loss collapse VBPR's HR@10 (to under half of clean,
     significantly), under 002's threat model: each user's sampled list attacked for that user
-    (objective ``bpr-per-user``; :mod:`varsec.attacks.bpr_per_user`). A catalog-wide attack (one
-    image per item over the training triplets, a merchant's upload) is reported beside it and
-    decides nothing: when only such attacks ran, the verdict is inconclusive (measured under
-    another threat model). An attack claim: an unconverged attack's failure leaves it open."""
+    (objective ``bpr-per-user``; :mod:`varsec.attacks.bpr_per_user`), at 002's eps 16 or more
+    (smaller budgets are reported, not judged). A catalog-wide attack (one image per item over
+    the training triplets, a merchant's upload) is reported beside it and decides nothing: when
+    only such attacks ran, the verdict is inconclusive (measured under another threat model).
+    An attack claim: an unconverged attack's failure leaves it open."""
     stages = _untargeted(results)
     if not stages:
         return _not_run("untargeted attacks through a recommender")
     evidence = _Evidence(results)
     own = [s for s in stages if _per_user_attack(results, s.labels["attack"])]
-    merchant: list[str] = []
+    judged = [s for s in own if (s.labels.get("eps") or 0) >= YIN_EPS]
+    beside: dict[str, list[str]] = {}  # reported beside the verdict, by what they measured
     for stage in stages:
         clean = _ranking_stage(results, stage.labels["recommender"], CLEAN, CLEAN,
                                stage.labels["seed"])
@@ -684,22 +687,24 @@ def attacks_collapse_hr(results: StudyResults) -> Verdict:
         line = (f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean (p={p:.3g}, "
                 f"{len(after)} users)")
         collapsed = after.mean() < 0.5 * before.mean() and evidence.significant(p)
-        if stage in own:
-            evidence.add(key, collapsed, after.mean() / before.mean() if before.mean() else
-                         float("nan"), f"per user (002's threat model): {line}",
+        ratio = after.mean() / before.mean() if before.mean() else float("nan")
+        what = f"per user below 002's eps {YIN_EPS:g}" if stage in own else MERCHANT
+        if stage in judged:
+            evidence.add(key, collapsed, ratio, f"per user (002's threat model): {line}",
                          doubt_if_not=evidence.unconverged([stage]))
-        elif own:
-            merchant.append(line)
-        else:
-            evidence.add(key, collapsed, after.mean() / before.mean() if before.mean() else
-                         float("nan"), f"{MERCHANT}: {line}")
-    if merchant:
-        evidence.remarks[f"{MERCHANT}: {'; '.join(merchant)}"] = None
-    if not own and evidence.lines:
+        elif judged:
+            beside.setdefault(what, []).append(line)
+        else:  # nothing measured as 002 measures it: reported, the verdict left open
+            evidence.add(key, collapsed, ratio, f"{what}: {line}")
+    for what, lines in beside.items():
+        evidence.remarks[f"{what} (not judged): {'; '.join(lines)}"] = None
+    if not judged and evidence.lines:
         evidence.unfit["threat model"] = (
             "measured under another threat model: every attack is catalog-wide, while 002's "
             "collapse is measured with each user's sampled list attacked for that user "
-            "(objective bpr-per-user)")
+            "(objective bpr-per-user)" if not own else
+            f"measured below 002's budget: the per-user attacks ran under eps {YIN_EPS:g} "
+            "(002 Table 2: eps 16)")
     return evidence.verdict("clean and attacked evaluations of the same recommender")
 
 
