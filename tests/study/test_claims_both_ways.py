@@ -435,15 +435,95 @@ def _yin(tmp_path, clean=0.5, attacked=0.1, restored=0.45, defended_clean=0.5,
     return s
 
 
+def test_collapse_measured_only_catalog_wide_is_inconclusive(tmp_path):
+    """002's collapse is measured with each user's list attacked for that user; a catalog-wide
+    attack (one image per item) is another threat model, whatever it finds."""
+    for attacked in (0.1, 0.45):
+        verdict = _yin(tmp_path / str(attacked), attacked=attacked).verdict("002-collapse")
+        assert verdict.status == INCONCLUSIVE
+        assert verdict.reason.startswith("measured under another threat model")
+        assert "catalog-wide" in verdict.evidence and "vbpr / pgd eps 16" in verdict.evidence
+
+
+PER_USER_ATTACKS = """
+  fgsm-user: {kind: fgsm, objective: bpr-per-user, recommender: vbpr, eps: [16]}
+  pgd-user: {kind: pgd, objective: bpr-per-user, recommender: vbpr, eps: [16]}
+defenses:"""
+YIN_PER_USER = YIN.replace("\ndefenses:", PER_USER_ATTACKS).replace(
+    "protocols: [{kind: full}]", "protocols: [{kind: full}, {kind: sampled, negatives: 20}]")
+
+
+def _yin_per_user(tmp_path, clean=0.5, fgsm=0.1, pgd=0.05, catalog=0.45,
+                  sample: int | None = None, eps: str = "[16]", eps8: float = 0.4) -> Synthetic:
+    """Yin's claim with per-user attacks (``sample``: how many of the clean evaluation's users
+    they cover; ``eps``: the per-user FGSM's budgets, at eps 8 reaching ``eps8``) beside
+    catalog-wide ones."""
+    text = YIN_PER_USER.replace("objective: bpr-per-user, recommender: vbpr, eps: [16]}",
+                                f"objective: bpr-per-user, recommender: vbpr, eps: {eps}}}", 1)
+    s = Synthetic(text, tmp_path)
+    s.extractor_accuracy("cnn", 0.9)
+    s.recommender_hr("vbpr", clean)
+    values = {"none": clean, "fgsm": catalog, "pgd": catalog, "fgsm-user": fgsm,
+              "pgd-user": pgd}
+    users = np.arange(3, 3 + N * 5)
+    for stage in s.find("evaluation", "ranking", defense="none"):
+        attack = stage.labels["attack"]
+        chosen = users if attack in ("none", "fgsm", "pgd") or sample is None \
+            else np.sort(s.rng.choice(users, sample, replace=False))
+        value = eps8 if attack == "fgsm-user" and stage.labels["eps"] == 8 else values[attack]
+        hits = (s.rng.random(len(chosen)) < value).astype(float)
+        s.units(stage, **{"sampled-20|HR@10": hits, "sampled-20|users": chosen})
+    return s
+
+
 def test_attacks_collapse_hr_both_ways(tmp_path):
-    held = _yin(tmp_path / "a").verdict("002-collapse")
-    assert held.status == HELD and "vbpr / pgd eps 16" in held.evidence
-    assert _yin(tmp_path / "b", attacked=0.45).verdict("002-collapse").status == NOT_HELD
-    s = _yin(tmp_path / "c", pgd=0.45)  # FGSM collapses HR, PGD stops short
+    held = _yin_per_user(tmp_path / "a").verdict("002-collapse")
+    assert held.status == HELD
+    assert "per user (002's threat model): vbpr / pgd-user eps 16" in held.evidence
+    assert "catalog-wide (one image per item" in held.evidence  # reported, decides nothing
+    assert _yin_per_user(tmp_path / "b", fgsm=0.45).verdict("002-collapse").status == NOT_HELD
+    s = _yin_per_user(tmp_path / "c", pgd=0.45)  # FGSM collapses HR, PGD stops short
     assert s.verdict("002-collapse").status == NOT_HELD
-    s.converged(s.one("attack", attack="pgd"), False)
+    s.converged(s.one("attack", attack="pgd-user"), False)
     open_ = s.verdict("002-collapse")
-    assert open_.status == INCONCLUSIVE and "pgd eps 16 on vbpr" in open_.reason
+    assert open_.status == INCONCLUSIVE and "pgd-user eps 16 on vbpr" in open_.reason
+    low = _yin_per_user(tmp_path / "d", clean=0.1, fgsm=0.01, pgd=0.01)  # below popularity
+    assert low.verdict("002-collapse").status == INCONCLUSIVE
+    assert "recommender vbpr" in low.verdict("002-collapse").reason
+
+
+def test_collapse_is_judged_at_002s_eps_16_or_more(tmp_path):
+    """002 Table 2 runs at eps 16 (Fig. 6: eps 8 barely moves the model): a per-user run below
+    it is reported, not judged, and alone it leaves the verdict open."""
+    s = _yin_per_user(tmp_path / "a", eps="[8, 16]")  # eps 8 stops at 0.4 of 0.5
+    verdict = s.verdict("002-collapse")
+    assert verdict.status == HELD
+    assert "per user below 002's eps 16 (not judged): vbpr / fgsm-user eps 8" in verdict.evidence
+    alone = _yin_per_user(tmp_path / "b", eps="[8]", fgsm=0.1, pgd=0.45)
+    assert alone.verdict("002-collapse").status == NOT_HELD  # PGD at 16 stops short
+    only_below = YIN_PER_USER.replace("  pgd-user: {kind: pgd, objective: bpr-per-user, "
+                                      "recommender: vbpr, eps: [16]}\n", "")
+    s = Synthetic(only_below.replace("objective: bpr-per-user, recommender: vbpr, eps: [16]}",
+                                     "objective: bpr-per-user, recommender: vbpr, eps: [8]}"),
+                  tmp_path / "d")
+    s.extractor_accuracy("cnn", 0.9)
+    s.recommender_hr("vbpr", 0.5)
+    for stage in s.find("evaluation", "ranking", defense="none"):
+        value = 0.5 if stage.labels["attack"] == "none" else 0.1
+        s.units(stage, **{"sampled-20|HR@10": (s.rng.random(N * 5) < value).astype(float),
+                          "sampled-20|users": np.arange(N * 5)})
+    open_ = s.verdict("002-collapse")
+    assert open_.status == INCONCLUSIVE
+    assert open_.reason.startswith("measured below 002's budget: the per-user attacks ran under "
+                                   "eps 16")
+
+
+def test_collapse_pairs_a_per_user_sample_with_the_same_clean_users(tmp_path):
+    s = _yin_per_user(tmp_path / "a", sample=60)
+    verdict = s.verdict("002-collapse")
+    assert verdict.status == HELD and "60 users" in verdict.evidence
+    s = _yin_per_user(tmp_path / "b", fgsm=0.5, pgd=0.5, sample=60)
+    assert s.verdict("002-collapse").status == NOT_HELD
 
 
 def test_reconstruction_restores_and_is_harmless_both_ways(tmp_path):

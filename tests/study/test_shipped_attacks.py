@@ -23,7 +23,9 @@ from varsec.attacks import (
     expa_objective,
     run_attack,
 )
+from varsec.attacks.bpr_per_user import BPRPerUser
 from varsec.study.builtin.attacks import _rule
+from varsec.study.builtin.common import evaluation_lists
 from varsec.study.commands import find_study, shipped_studies
 from varsec.study.plan import plan_study
 from varsec.study.schema import load_study
@@ -87,6 +89,10 @@ def _problem(config: dict, world: dict):
         metric = "cosine" if config["objective"] != "feature-l2" else "l2"
         return FeatureTarget(world["features"], target_features=targets, metric=metric), \
             images[:4], None
+    if "lists" in config:  # per user: two users' sampled lists
+        users, lists = evaluation_lists(data, config["lists"]["negatives"], None, config["seed"])
+        objective = BPRPerUser(world["ranker"], data, users[:2], lists[:2])
+        return objective, objective.images, None
     objective = BPRUntargeted(world["ranker"], data, data.warm_items()[:4], seed=config["seed"])
     return objective, objective.images, None
 

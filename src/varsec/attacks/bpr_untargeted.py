@@ -36,6 +36,30 @@ from varsec.vision.perturbation import uint8_to_float
 SCORE_CHUNK = 512  # users per catalog-scoring block, items per clean image-scoring block
 
 
+@torch.no_grad()
+def catalog_pair_scores(recommender: Any, users: Tensor, items: Tensor) -> Tensor:
+    """Clean catalog scores of (``users[k]``, ``items[k]``) pairs, scoring users in chunks."""
+    out = torch.empty(len(users))
+    order = torch.argsort(users)
+    unique, counts = torch.unique_consecutive(users[order], return_counts=True)
+    bounds = torch.cumsum(counts, 0) - counts
+    for block in torch.arange(len(unique)).split(SCORE_CHUNK):
+        scores = recommender.score(unique[block]).cpu()
+        start, stop = int(bounds[block[0]]), int(bounds[block[-1]] + counts[block[-1]])
+        rows = order[start:stop]
+        local = torch.repeat_interleave(torch.arange(len(block)), counts[block])
+        out[rows] = scores[local, items[rows]]
+    return out
+
+
+def image_pair_scores(recommender: Any, x: Tensor, column: Tensor, user: Tensor) -> Tensor:
+    """Image scores of (``user[k]``, image ``x[column[k]]``) pairs, differentiable in ``x``,
+    scoring each distinct user once."""
+    unique, inverse = torch.unique(user, return_inverse=True)
+    scores = recommender.score_images(unique, x)
+    return scores[inverse.to(scores.device), column.to(scores.device)]
+
+
 @dataclass
 class _Entries:
     """One row per (triplet, attacked item): who scores it, the partner score and the sign."""
@@ -51,6 +75,8 @@ class _Entries:
 @register_objective("bpr")
 class BPRUntargeted(Objective):
     """Raise the BPR loss of the training triplets through item images (002 eq 3-4)."""
+
+    family = "ranking"
 
     def __init__(
         self,
@@ -95,27 +121,11 @@ class BPRUntargeted(Objective):
         neg = sampler.sample(users, torch.Generator().manual_seed(int(seed)))
         return users, pos, neg
 
-    @torch.no_grad()
-    def _catalog_scores(self, users: Tensor, items: Tensor) -> Tensor:
-        """Clean catalog scores of (user, item) pairs, scoring users in chunks."""
-        out = torch.empty(len(users))
-        order = torch.argsort(users)
-        unique, counts = torch.unique_consecutive(users[order], return_counts=True)
-        bounds = torch.cumsum(counts, 0) - counts
-        for block in torch.arange(len(unique)).split(SCORE_CHUNK):
-            block_users = unique[block]
-            scores = self.recommender.score(block_users).cpu()
-            start, stop = int(bounds[block[0]]), int(bounds[block[-1]] + counts[block[-1]])
-            rows = order[start:stop]
-            local = torch.repeat_interleave(torch.arange(len(block)), counts[block])
-            out[rows] = scores[local, items[rows]]
-        return out
-
     def _entries(self, users: Tensor, pos: Tensor, neg: Tensor) -> _Entries:
         position_of = torch.full((self.dataset.n_items,), -1, dtype=torch.long)
         position_of[torch.as_tensor(self.items)] = torch.arange(len(self.items))
-        s_pos = self._catalog_scores(users, pos)
-        s_neg = self._catalog_scores(users, neg)
+        s_pos = catalog_pair_scores(self.recommender, users, pos)
+        s_neg = catalog_pair_scores(self.recommender, users, neg)
         as_pos, as_neg = position_of[pos] >= 0, position_of[neg] >= 0
         position = torch.cat([position_of[pos][as_pos], position_of[neg][as_neg]])
         user = torch.cat([users[as_pos], users[as_neg]])
@@ -139,14 +149,9 @@ class BPRUntargeted(Objective):
             if len(rows) == 0:
                 continue
             images = uint8_to_float(self.images[block], device)
-            out[rows] = self._pair_scores(images, position[rows] - block[0], user[rows]).cpu()
+            out[rows] = image_pair_scores(self.recommender, images, position[rows] - block[0],
+                                          user[rows]).cpu()
         return out
-
-    def _pair_scores(self, x: Tensor, column: Tensor, user: Tensor) -> Tensor:
-        """Image scores of (user, image column) pairs, scoring each distinct user once."""
-        unique, inverse = torch.unique(user, return_inverse=True)
-        scores = self.recommender.score_images(unique, x)
-        return scores[inverse.to(scores.device), column.to(scores.device)]
 
     # -- the objective ---------------------------------------------------------------------
     def loss(self, x: Tensor, index: Tensor) -> Tensor:
@@ -160,7 +165,8 @@ class BPRUntargeted(Objective):
         first = torch.cumsum(lengths, 0) - lengths
         rows = starts[column] + torch.arange(len(column)) - first[column]
         device = x.device
-        own = self._pair_scores(x, column, e.user[rows]) + e.offset[rows].to(device)
+        own = image_pair_scores(self.recommender, x, column, e.user[rows]) + \
+            e.offset[rows].to(device)
         sign = e.sign[rows].to(device)
         difference = sign * (own - e.partner[rows].to(device))
         per_entry = -F.logsigmoid(difference)
@@ -223,4 +229,5 @@ class BPRUntargetedAttack(AttackMethod):
                        random_start=params["random_start"])
 
 
-__all__ = ["BPRUntargeted", "poison_catalog"]
+__all__ = ["BPRUntargeted", "catalog_pair_scores",
+           "image_pair_scores", "poison_catalog"]

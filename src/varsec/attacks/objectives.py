@@ -36,10 +36,14 @@ class Objective(ABC):
     :meth:`success` (checked on quantised images, for early stopping and C&W's binary search).
     :meth:`modules` lists the networks the engine puts in eval mode while attacking.
     ``family`` (registered objectives): ``"promotion"`` for objectives on cold items through a
-    two-stage recommender (INSA, probe ranks), None when the attack's items decide.
+    two-stage recommender (INSA, probe ranks), ``"ranking"`` for the BPR objectives through a
+    pairwise visual recommender (002), None when the attack's items decide. ``per_user``: the
+    objective attacks each user's evaluation list with images of its own (002 read per test
+    triplet), so only the sampled protocol can measure it.
     """
 
     family: ClassVar[str | None] = None
+    per_user: ClassVar[bool] = False
 
     @abstractmethod
     def loss(self, x: Tensor, index: Tensor) -> Tensor:

@@ -167,10 +167,16 @@ def known_objectives() -> list[str]:
 
 
 def objective_family(name: str | None) -> str | None:
-    """The family of the objective ``name`` (``"promotion"`` or None)."""
+    """The family of the objective ``name`` (``"promotion"``, ``"ranking"`` or None)."""
+    return objective_fact(name, "family")
+
+
+def objective_fact(name: str | None, fact: str, default: Any = None) -> Any:
+    """A class attribute of the objective ``name`` (``default`` for none, ``auto``, ``none``):
+    ``family``, ``per_user``, ..."""
     _load_builtins()
     cls = _OBJECTIVES.get(str(name))
-    return getattr(cls, "family", None) if cls is not None else None
+    return getattr(cls, fact, default) if cls is not None else default
 
 
 def objective_params(name: str | None) -> dict[str, Param]:
@@ -204,6 +210,6 @@ def param_problems(attack: str, objective: str | None,
 
 
 __all__ = ["AUTO", "STAGE_PARAMS", "AttackMethod", "attack_method", "attack_names",
-           "declared_params", "known_attacks", "known_objectives", "objective_family",
-           "objective_params", "param_problems", "register_attack",
+           "declared_params", "known_attacks", "known_objectives", "objective_fact",
+           "objective_family", "objective_params", "param_problems", "register_attack",
            "register_objective", "rule_default"]

@@ -7,8 +7,10 @@ from varsec.metrics.ranking import (
     build_exclusion,
     chr_at_k,
     evaluate_full,
+    evaluate_lists,
     evaluate_sampled,
     sample_negatives,
+    sampled_lists,
     topk,
 )
 from varsec.metrics.stats import (
@@ -27,9 +29,11 @@ __all__ = [
     "build_exclusion",
     "chr_at_k",
     "evaluate_full",
+    "evaluate_lists",
     "evaluate_sampled",
     "paired_bootstrap_ci",
     "paired_test",
     "sample_negatives",
+    "sampled_lists",
     "topk",
 ]

@@ -611,6 +611,22 @@ def _first_occurrence(cand: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(first_sorted).scatter_(1, order, first_sorted)
 
 
+def sampled_lists(
+    n_items: int,
+    test_items: Any,
+    exclude: Any = None,
+    n_negatives: int = 100,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The candidate lists of the sampled protocol: ``(users[E], items[E, 1 + n_negatives])``,
+    each user's test item in column 0 and its :func:`sample_negatives` after it; exactly the
+    lists :func:`evaluate_sampled` ranks with the same arguments."""
+    n_items = check_positive_int(n_items, "n_items")
+    tests = _single_test_items(_as_test_items(test_items, n_items))
+    users, negatives = sample_negatives(n_items, tests, exclude, n_negatives, seed)
+    return users, torch.cat([tests[users].unsqueeze(1), negatives], 1)
+
+
 @torch.no_grad()
 def evaluate_sampled(
     score_items_fn: ScoreItemsFn,
@@ -631,11 +647,36 @@ def evaluate_sampled(
     """
     n_items = check_positive_int(n_items, "n_items")
     n = check_positive_int(n_negatives, "n_negatives")
+    _check_ks(ks, n + 1, "the sampled list length 1 + n_negatives")
+    tests = _single_test_items(_as_test_items(test_items, n_items))
+    users, items = sampled_lists(n_items, tests, exclude, n, seed)
+    return evaluate_lists(score_items_fn, users, items, ks, chunk_size,
+                          n_skipped=tests.numel() - users.numel())
+
+
+@torch.no_grad()
+def evaluate_lists(
+    score_items_fn: ScoreItemsFn,
+    users: Any,
+    items: Any,
+    ks: int | Sequence[int] = DEFAULT_KS,
+    chunk_size: int = 1024,
+    n_skipped: int = 0,
+) -> RankingResult:
+    """Rank column 0 of each user's candidate list ``items[E, 1 + n]`` among the rest (the
+    sampled protocol on given lists, e.g. a subset of :func:`sampled_lists`' rows).
+
+    ``score_items_fn(users[B], items[B, 1 + n])`` scores a block of lists; metric definitions and
+    ties are :func:`evaluate_sampled`'s.
+    """
+    users = torch.as_tensor(np.asarray(users), dtype=torch.long).reshape(-1)
+    items = torch.as_tensor(np.asarray(items), dtype=torch.long)
+    if items.ndim != 2 or items.shape[0] != users.numel() or items.shape[1] < 2:
+        raise ConfigError(f"items must be a users x (1 + n) matrix with one row per user "
+                          f"({users.numel()} users), got shape {tuple(items.shape)}.")
+    n = items.shape[1] - 1
     ks = _check_ks(ks, n + 1, "the sampled list length 1 + n_negatives")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    tests = _single_test_items(_as_test_items(test_items, n_items))
-    users, negatives = sample_negatives(n_items, tests, exclude, n, seed)
-    items = torch.cat([tests[users].unsqueeze(1), negatives], 1)
     tables = _tables(max(ks), n + 1)
     parts = []
     for block in progress(_split(torch.arange(users.numel()), chunk_size), desc="sampled ranking"):
@@ -645,7 +686,7 @@ def evaluate_sampled(
         n_neg = torch.full((block.numel(),), n, dtype=torch.long)
         parts.append(_chunk_metrics(scores, users[block], rows, cols, n_neg, ks, tables,
                                     "score_items_fn"))
-    return _collect(parts, ks, f"sampled-{n}", tests.numel() - users.numel())
+    return _collect(parts, ks, f"sampled-{n}", n_skipped)
 
 
 # --------------------------------------------------------------------------------------------

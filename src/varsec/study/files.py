@@ -4,6 +4,7 @@ them from here). What each holds is in the module docstring of the stage that wr
 ADVERSARIAL = "adversarial.npy"  # attack: uint8 N x C x H x W adversarial images
 ITEMS = "items.npy"  # attack: int64 catalog indices of the attacked items
 PAIRS = "pairs.npy"  # item-to-item attack: int64 P x 2 (attack item, target item)
+LISTS = "lists.npz"  # per-user attack: the users and their sampled lists it attacked
 CATALOG = "catalog.npy"  # defense applied to every image: the defended uint8 catalog
 COOPERATIVE = "cooperative.npy"  # defense: the defended cooperative images
 CONVERGENCE = "convergence.npz"  # attack: the objective per step (mean and quantiles)
@@ -15,4 +16,4 @@ MODEL = "model.pt"  # recommender: the fitted model's checkpoint
 PROBES = "probes.npy"  # query-only promotion attack: the probe accounts (left out of evaluation)
 
 __all__ = ["ADVERSARIAL", "CATALOG", "CONVERGENCE", "COOPERATIVE", "DISTANCES", "EXTRACTOR",
-           "FEATURES", "ITEMS", "ITEM_MEASURES", "MODEL", "PAIRS", "PROBES"]
+           "FEATURES", "ITEMS", "ITEM_MEASURES", "LISTS", "MODEL", "PAIRS", "PROBES"]

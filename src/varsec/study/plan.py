@@ -60,6 +60,8 @@ from varsec.study.schema import (
     defense_fact,
     defense_params,
     diagnosis_attack,
+    per_user,
+    per_user_lists,
     ranking_model,
     reconstructable,
 )
@@ -337,6 +339,8 @@ def _attack_config(config: StudyConfig, attack: AttackSection, eps: float | None
                   items=attack_items(attack), family=attack_family(attack))
     if slice_["n_items"] is None and slice_["items"] == "cold":
         slice_["n_items"] = config.evaluation.cold_items
+    if per_user(attack):  # the evaluation lists it attacks (absent otherwise: keys unchanged)
+        slice_["lists"] = per_user_lists(config)
     return slice_
 
 

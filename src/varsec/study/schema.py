@@ -556,8 +556,10 @@ class AttackSection(Section):
         "below gives each one's params)")
     objective: Annotated[str, AfterValidator(_check_objective)] = Field(
         "auto", description="what the engine maximises: classifier-targeted, "
-        "classifier-untargeted, feature-l2, feature-cosine, insa, bpr; auto picks the "
-        "attack's own objective, or the paper's for its target")
+        "classifier-untargeted, feature-l2, feature-cosine, insa, bpr (every item image "
+        "once, over the training triplets), bpr-per-user (each user's sampled list attacked "
+        "for that user, 002's evaluation-time reading); auto picks the attack's own "
+        "objective, or the paper's for its target")
     eps: EpsList = Field(default_factory=lambda: [8.0], description="L-inf budgets in 8-bit "
                          "levels, one run each (csema ignores it)")
     steps: int | None = Field(None, ge=0, description="iterations: PGD-k, Adam steps (expa), "
@@ -1269,11 +1271,36 @@ def attack_items(attack: AttackSection) -> str:
     objective = attack_objective(attack)
     if promotes(attack):
         return "cold"
-    if objective == "bpr":
+    if _ranks(objective):
         return "all"
     if objective in ("feature-cosine", "feature-l2", "none"):
         return "pairs"  # c-SEMA off a recommender: each attack item gets its target as inset
     return "category"
+
+
+def _ranks(objective: str) -> bool:
+    """Whether ``objective`` is a BPR objective through a pairwise visual recommender (002)."""
+    from varsec.attacks.registry import objective_family
+
+    return objective_family(objective) == "ranking"
+
+
+def per_user(attack: AttackSection) -> bool:
+    """Whether ``attack`` attacks each user's evaluation list with images of its own (its
+    objective's ``per_user``, 002 read per test triplet): measured by the sampled protocol."""
+    from varsec.attacks.registry import objective_fact
+
+    return bool(objective_fact(attack_objective(attack), "per_user", False))
+
+
+def per_user_lists(config: StudyConfig) -> dict[str, Any] | None:
+    """The evaluation lists a per-user attack attacks: the negatives of the study's sampled
+    protocol (the one with the fewest, as the report's) and its user sample; None without a
+    sampled protocol."""
+    sampled = sorted(p.negatives for p in config.evaluation.protocols if p.kind == "sampled")
+    if not sampled:
+        return None
+    return {"negatives": sampled[0], "max_users": config.evaluation.max_users}
 
 
 def attack_family(attack: AttackSection) -> str:
@@ -1404,6 +1431,7 @@ def _check_attack(config: StudyConfig, name: str, attack: AttackSection) -> list
     problems += _check_surrogates(config, here, attack)
     objective = attack_objective(attack)
     problems += _check_targets(config, here, attack, objective)
+    problems += _check_per_user(config, here, attack)
     if attack.evaluation:
         problems += _check_threat(config, here, attack)
     if objective == "classifier-targeted":
@@ -1447,7 +1475,7 @@ def _check_targets(config: StudyConfig, here: PathKey, attack: AttackSection,
     for c-SEMA's bare inset when nothing evaluates it."""
     recs, exts = config.recommenders, config.extractors
     problems: list[Problem] = []
-    needs_rec = promotes(attack) or objective == "bpr"
+    needs_rec = promotes(attack) or _ranks(objective)
     bare = objective == "none" and not attack.evaluation
     if needs_rec and not attack.recommender:
         problems.append(((*here, "recommender"), f"a {attack.kind} attack needs the "
@@ -1468,7 +1496,7 @@ def _check_targets(config: StudyConfig, here: PathKey, attack: AttackSection,
         if promotes(attack) and attack.evaluation and recs[ref].kind != TWO_STAGE:
             problems.append(((*here, "recommender"), f"{attack.kind} promotes cold items "
                              f"through a two-stage recommender; {ref!r} is a {kind}."))
-        elif objective == "bpr" and attack.evaluation and not has_facts(recs[ref], "visual",
+        elif _ranks(objective) and attack.evaluation and not has_facts(recs[ref], "visual",
                                                                         "pairwise"):
             problems.append(((*here, "recommender"), f"the BPR objective needs a visual "
                              f"pairwise recommender ({', '.join(BPR_KINDS)}); {ref!r} is a "
@@ -1594,6 +1622,22 @@ def _own_head(section: ExtractorSection) -> str:
     from varsec.vision.registry import backbone_class
 
     return backbone_class(section.backbone).head
+
+
+def _check_per_user(config: StudyConfig, here: PathKey, attack: AttackSection) -> list[Problem]:
+    """A per-user attack attacks the sampled protocol's lists: the study needs one, and the
+    attack perturbs list items, not a choice of its own."""
+    if not per_user(attack):
+        return []
+    problems: list[Problem] = []
+    if per_user_lists(config) is None:
+        problems.append(((*here, "objective"), f"{attack_objective(attack)} attacks each user's "
+                         "sampled list; add a sampled protocol to evaluation.protocols (002: "
+                         "{kind: sampled, negatives: 20})."))
+    if attack.items not in ("auto", "all"):
+        problems.append(((*here, "items"), f"{attack_objective(attack)} attacks the items of "
+                         f"each user's sampled list; leave items at auto, not {attack.items!r}."))
+    return problems
 
 
 def _check_attack_params(here: PathKey, attack: AttackSection, objective: str) -> list[Problem]:
@@ -2067,6 +2111,8 @@ __all__ = [
     "is_promotion",
     "load_study",
     "load_study_text",
+    "per_user",
+    "per_user_lists",
     "ranking_model",
     "reconstructable",
     "resize_ratio",

@@ -6,6 +6,9 @@ Output contract (what evaluations and the report read):
 * ``adversarial.npy`` - their adversarial images, uint8 N x C x H x W (quantised, DESIGN.md
   section 2);
 * ``pairs.npy`` - int64 P x 2 (attack item, target item), for item-to-item attacks;
+* ``lists.npz`` - per-user attacks (objective ``bpr-per-user``): ``users`` and their sampled
+  lists ``items`` (users x (1 + negatives), test item first); ``items.npy`` then holds the
+  catalog item of every attacked image, the lists row by row;
 * ``adversarial/`` - a few PNGs (``<item>_clean.png``, ``<item>_adv.png``) for the report;
 * ``convergence.npz`` - iterative attacks only: per step (``step``) the ``mean``, ``q10``,
   ``q50`` and ``q90`` of the objective over the attacked items (all engine runs of the stage
@@ -30,9 +33,10 @@ cold items, through the ranker of a two-stage recommender), ``category`` (target
 classifier attacks on a source category), ``item2item`` (feature-cosine attacks on random
 (attacker, target) pairs of different categories; c-SEMA off a recommender pastes each pair's
 target), ``ranking`` (BPR-untargeted poisoning of every item image through a pairwise visual
-recommender). With ``item_ids`` every family attacks exactly those items: the promoted items,
-the category attack's items, the attack items of pairs whose target is the hook item, the
-poisoned items. An attack on no model (c-SEMA, ``evaluation: false``) has no ``target`` input.
+recommender; or, per user, each user's sampled list). With ``item_ids`` every family attacks
+exactly those items: the promoted items, the category attack's items, the attack items of pairs
+whose target is the hook item, the poisoned items. An attack on no model (c-SEMA,
+``evaluation: false``) has no ``target`` input.
 
 An attack config with ``through`` (planned for a defense with ``adaptive: true``) is the adaptive
 attacker: the engine attacks the model behind that defense (BPDA / EOT hooks of the input
@@ -55,6 +59,7 @@ from varsec.errors import ConfigError, DataError
 from varsec.study.builtin.common import (
     category_code,
     choose_categories,
+    evaluation_lists,
     extractor_features,
     feature_layer,
     load_backbone,
@@ -65,7 +70,15 @@ from varsec.study.builtin.common import (
     test_items,
     two_stage_parts,
 )
-from varsec.study.files import ADVERSARIAL, CONVERGENCE, ITEM_MEASURES, ITEMS, PAIRS, PROBES
+from varsec.study.files import (
+    ADVERSARIAL,
+    CONVERGENCE,
+    ITEM_MEASURES,
+    ITEMS,
+    LISTS,
+    PAIRS,
+    PROBES,
+)
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -371,11 +384,15 @@ def _insets(images: np.ndarray, targets: np.ndarray, config: dict[str, Any]) -> 
 def _poison(ctx: StageContext, config: dict[str, Any], source: Any,
             target: StageOutput | None, engine: Engine) -> Attacked:
     """Every item image (or the listed ones), untargeted on the BPR loss (002 eq 3-4;
-    varsec.attacks.poison_catalog with the engine of this stage)."""
+    varsec.attacks.poison_catalog with the engine of this stage); with a per-user objective,
+    each user's sampled list."""
     from varsec.attacks import BPRUntargeted
 
     assert target is not None
     model = load_model(target, ctx.device)
+    if "lists" in config:
+        return _per_user(ctx, config, require_dataset(source, "the per-user BPR attack"), model,
+                         engine)
     objective = BPRUntargeted(model, require_dataset(source, "the BPR objective"),
                               _listed(source, config), seed=config["seed"])
     result = engine(objective, objective.images, _rule(config), seed=config["seed"],
@@ -383,6 +400,25 @@ def _poison(ctx: StageContext, config: dict[str, Any], source: Any,
     return _engine_result(np.asarray(objective.items), result,
                           {"success_rate": result.success_rate},
                           _objective_values(objective, "bpr_loss"))
+
+
+def _per_user(ctx: StageContext, config: dict[str, Any], dataset: Any, model: Any,
+              engine: Engine) -> Attacked:
+    """Each evaluated user's sampled list, its images attacked for that user (002 read per test
+    triplet, :mod:`varsec.attacks.bpr_per_user`): ``lists.npz`` holds the users and lists,
+    ``items.npy`` the catalog item of every attacked image (the lists row by row)."""
+    from varsec.attacks.bpr_per_user import BPRPerUser, per_user_users
+
+    lists_config, seed = config["lists"], config["seed"]
+    users, lists = evaluation_lists(dataset, lists_config["negatives"],
+                                    lists_config["max_users"], seed)
+    keep = np.isin(users, per_user_users(users, config["params"].get("users"), seed))
+    users, lists = users[keep], lists[keep]
+    objective = BPRPerUser(model, dataset, users, lists)
+    result = engine(objective, objective.images, _rule(config), seed=seed,
+                    batch_size=config["params"].get("batch_size", 128), desc="BPR per user")
+    np.savez(ctx.workdir / LISTS, users=users, items=lists)
+    return _engine_result(lists.reshape(-1), result, {"users": len(users)}, None)
 
 
 _FAMILIES = {"promotion": _promotion, "category": _category, "item2item": _pairs,
@@ -457,6 +493,8 @@ def _save_examples(ctx: StageContext, items: np.ndarray, clean: np.ndarray,
 
 def _estimate(config: dict[str, Any], study: Any) -> float:
     n = len(config["item_ids"]) if config.get("item_ids") else config.get("n_items") or 100
+    if "lists" in config:  # per user: every list image of every (sampled) user
+        n = (config["params"].get("users") or 1000) * (config["lists"]["negatives"] + 1)
     return 2.0 + n * max(1, config.get("steps", 1)) * 0.002
 
 

@@ -128,6 +128,17 @@ def exclusion(dataset: Dataset, *, cold: bool = True) -> Any:
     return build_exclusion(users, items, dataset.n_users, dataset.n_items)
 
 
+def evaluation_lists(dataset: Dataset, negatives: int, max_users: int | None,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, lists)`` of the sampled protocol with ``negatives`` negatives: each test user's
+    test item in column 0, then its negatives, exactly as the ranking evaluation draws them."""
+    from varsec.metrics.ranking import sampled_lists
+
+    users, lists = sampled_lists(dataset.n_items, test_items(dataset, max_users, seed),
+                                 exclusion(dataset), negatives, seed)
+    return users.numpy(), lists.numpy()
+
+
 def sample_cold_items(dataset: Dataset, n: int, seed: int) -> np.ndarray:
     """A seeded sample of ``n`` cold items (all of them when there are fewer), sorted."""
     cold = np.asarray(dataset.cold_items, dtype=np.int64)
@@ -277,6 +288,7 @@ __all__ = [
     "category_code",
     "category_popularity",
     "choose_categories",
+    "evaluation_lists",
     "exclusion",
     "extractor_features",
     "features_of",

@@ -5,7 +5,7 @@ Output contract:
 * ``action: apply`` on an attack - ``items.npy`` (as the attack's) and ``adversarial.npy`` (the
   defended adversarial images), uint8 N x C x H x W; ``cooperative.npy`` (the same items' clean
   images, defended) for promotion attacks, whose evaluation compares the two; ``pairs.npy`` is
-  copied for item-to-item attacks;
+  copied for item-to-item attacks, ``lists.npz`` for per-user attacks;
 * ``action: apply`` on clean images - ``catalog.npy``: every catalog image, defended (what the
   defense costs clean recommendation quality);
 * ``action: fit`` (reconstruction) - the trained network and detector, read by the ``apply``
@@ -28,7 +28,7 @@ import numpy as np
 
 from varsec.errors import ConfigError
 from varsec.study.builtin.common import load_backbone, load_dataset, load_model
-from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, PAIRS
+from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, LISTS, PAIRS
 from varsec.study.results import row
 from varsec.study.stages import (
     StageContext,
@@ -102,8 +102,9 @@ def _apply(ctx: StageContext, config: dict[str, Any],
     np.save(ctx.workdir / ADVERSARIAL, defended)
     if attack.info.get("family", "promotion") == "promotion":
         np.save(ctx.workdir / COOPERATIVE, defend(images[items])[0])
-    if attack.file(PAIRS).is_file():
-        shutil.copy(attack.file(PAIRS), ctx.workdir / PAIRS)
+    for name in (PAIRS, LISTS):
+        if attack.file(name).is_file():
+            shutil.copy(attack.file(name), ctx.workdir / name)
     return _flag_rows(flagged, len(defended))
 
 

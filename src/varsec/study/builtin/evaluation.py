@@ -4,7 +4,8 @@ Scenarios (see :mod:`varsec.study.plan`) and the metrics they write:
 
 * ``ranking``: HR, NDCG, Recall @k, MRR, AUC per protocol (``full``, ``sampled-<n>``); a clean,
   undefended evaluation also writes ``HR_popularity@k``, the same protocol ranking items by
-  their number of training interactions (the floor a recommender must beat);
+  their number of training interactions (the floor a recommender must beat); a per-user attack
+  (its ``lists.npz``) is measured on its own lists, the sampled protocol only;
 * ``two-stage``: ``HR_test@N`` of the original test item among the K candidates and
   ``HR_cold@N`` of cooperative cold items (000 eq 5), protocol ``two-stage-<K>``;
 * ``promotion``: for the attacked cold items, ``HR_cold@N`` (adversarial), ``HR_coop@N`` (the
@@ -30,9 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from varsec.errors import ConfigError
+from varsec.errors import ConfigError, DataError
 from varsec.study.builtin.common import (
     choose_categories,
+    evaluation_lists,
     exclusion,
     extractor_features,
     features_of,
@@ -47,7 +49,7 @@ from varsec.study.builtin.common import (
     with_replaced_items,
 )
 from varsec.study.cache import UNITS
-from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, PAIRS, PROBES
+from varsec.study.files import ADVERSARIAL, CATALOG, COOPERATIVE, ITEMS, LISTS, PAIRS, PROBES
 from varsec.study.stages import StageContext, StageOutput, register_stage
 
 SCORE_BATCH = 256  # images scored per call in the promotion scenario
@@ -91,6 +93,9 @@ def _ranking(ctx: StageContext, config: dict[str, Any],
              inputs: dict[str, StageOutput]) -> list[dict[str, Any]]:
     from varsec.metrics.ranking import evaluate_full, evaluate_sampled
 
+    source = inputs.get("defense") or inputs.get("attack")
+    if source is not None and source.file(LISTS).is_file():
+        return _per_user_ranking(ctx, config, inputs, source)
     dataset = load_dataset(inputs["data"])
     model = _model(ctx, inputs)
     tests = test_items(dataset, config["max_users"], config["seed"])
@@ -123,6 +128,43 @@ def _ranking(ctx: StageContext, config: dict[str, Any],
     save_units(ctx.workdir / UNITS, units)
     ctx.info.update(users=int(np.count_nonzero(tests >= 0)))
     return rows
+
+
+def _per_user_ranking(ctx: StageContext, config: dict[str, Any], inputs: dict[str, StageOutput],
+                      source: StageOutput) -> list[dict[str, Any]]:
+    """A per-user attack (002 read per test triplet): each user's sampled list, every item with
+    the image attacked (and defended) for that user; only the sampled protocol of the attack's
+    lists can be measured (the lists must be the ones this evaluation draws)."""
+    from varsec.attacks.bpr_per_user import BPRPerUser
+    from varsec.metrics.ranking import evaluate_lists
+
+    dataset = load_dataset(inputs["data"])
+    saved = np.load(source.file(LISTS))
+    users, lists = saved["users"], saved["items"]
+    negatives = lists.shape[1] - 1
+    protocols = [p for p in config["protocols"]
+                 if p["kind"] == "sampled" and p["negatives"] == negatives]
+    if not protocols:
+        raise ConfigError(f"the per-user attack attacked lists of {negatives} negatives; the "
+                          "evaluation has no sampled protocol with as many.")
+    drawn_users, drawn = evaluation_lists(dataset, negatives, config["max_users"],
+                                          config["seed"])
+    rows_of = np.searchsorted(drawn_users, users)
+    if not (np.isin(users, drawn_users).all() and np.array_equal(drawn[rows_of], lists)):
+        raise DataError(f"the per-user attack's lists ({source.path}) are not the lists this "
+                        "evaluation draws (another seed, user sample or dataset).")
+    objective = BPRPerUser(load_model(inputs["model"], ctx.device), dataset, users, lists)
+    scores = objective.attacked_scores(np.load(source.file(ADVERSARIAL)))
+    position = torch.full((dataset.n_users,), -1, dtype=torch.long)
+    position[torch.as_tensor(users)] = torch.arange(len(users))
+    result = evaluate_lists(lambda u, _items: scores[position[u]], users, lists,
+                            ks=list(config["ks"]))
+    name = f"sampled-{negatives}"
+    values = {n: result[n] for n in _metric_names(config)}
+    save_units(ctx.workdir / UNITS, {f"{name}|users": result.users,
+                                     **{f"{name}|{n}": v for n, v in values.items()}})
+    ctx.info.update(users=len(users), per_user=True)
+    return value_rows(values, name, config, config["seed"])
 
 
 def _popularity_rows(dataset: Any, protocol: dict[str, Any], name: str, tests: np.ndarray,

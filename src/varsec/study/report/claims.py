@@ -640,27 +640,83 @@ def _untargeted(results: StudyResults, kinds: tuple[str, ...] = ("fgsm", "pgd",
             if s.labels["attack"] != CLEAN and results.attack_kind(s.labels["attack"]) in kinds]
 
 
+def _per_user_attack(results: StudyResults, label: str) -> bool:
+    """Whether the attack behind ``label`` attacks each user's list with images of its own
+    (002's evaluation-time reading of its triplet attack, objective ``bpr-per-user``)."""
+    from varsec.study.schema import per_user
+
+    attack = results.config.attacks.get(str(label).split("+")[0])
+    return attack is not None and per_user(attack)
+
+
+def _hr_pair(results: StudyResults, attacked: Stage,
+             clean: Stage) -> tuple[np.ndarray, np.ndarray] | None:
+    """(attacked, clean) per-user HR@10 on the same users: a per-user attack may cover a sample
+    of the clean evaluation's users (units ``<protocol>|users``)."""
+    after, before = (_ranking_units(results, s, "HR@10") for s in (attacked, clean))
+    if after is None or before is None:
+        return None
+    if len(after) != len(before):
+        users_after, users_before = (_ranking_units(results, s, "users") for s in (attacked,
+                                                                                  clean))
+        if users_after is None or users_before is None or \
+                not np.isin(users_after, users_before).all():
+            return None
+        before = before[np.searchsorted(users_before, users_after)]
+    return after, before
+
+
+MERCHANT = ("catalog-wide (one image per item for every user, a merchant's upload; varsec's own "
+            "question, not 002's threat model)")
+YIN_EPS = 16.0  # 002 Table 2's budget; Fig. 6: eps 8 "do[es] not greatly affect" the model
+
+
 def attacks_collapse_hr(results: StudyResults) -> Verdict:
-    """An attack claim: an unconverged attack's failure leaves the verdict open."""
+    """002 Table 2: FGSM / PGD on the BPR loss collapse VBPR's HR@10 (to under half of clean,
+    significantly), under 002's threat model: each user's sampled list attacked for that user
+    (objective ``bpr-per-user``; :mod:`varsec.attacks.bpr_per_user`), at 002's eps 16 or more
+    (smaller budgets are reported, not judged). A catalog-wide attack (one image per item over
+    the training triplets, a merchant's upload) is reported beside it and decides nothing: when
+    only such attacks ran, the verdict is inconclusive (measured under another threat model).
+    An attack claim: an unconverged attack's failure leaves it open."""
     stages = _untargeted(results)
     if not stages:
         return _not_run("untargeted attacks through a recommender")
     evidence = _Evidence(results)
+    own = [s for s in stages if _per_user_attack(results, s.labels["attack"])]
+    judged = [s for s in own if (s.labels.get("eps") or 0) >= YIN_EPS]
+    beside: dict[str, list[str]] = {}  # reported beside the verdict, by what they measured
     for stage in stages:
         clean = _ranking_stage(results, stage.labels["recommender"], CLEAN, CLEAN,
                                stage.labels["seed"])
-        if clean is None:
+        pair = None if clean is None else _hr_pair(results, stage, clean)
+        if pair is None:
             continue
-        after, before = (_ranking_units(results, s, "HR@10") for s in (stage, clean))
-        if after is None or before is None:
-            continue
+        after, before = pair
         evidence.recommender(stage.labels["recommender"])
         p = evidence.p_value(after, before)
         key = _key(stage)
-        evidence.add(key, after.mean() < 0.5 * before.mean() and evidence.significant(p),
-                     after.mean() / before.mean() if before.mean() else float("nan"),
-                     f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean "
-                     f"(p={p:.3g})", doubt_if_not=evidence.unconverged([stage]))
+        line = (f"{key}: HR@10 {_fmt(after.mean())} vs {_fmt(before.mean())} clean (p={p:.3g}, "
+                f"{len(after)} users)")
+        collapsed = after.mean() < 0.5 * before.mean() and evidence.significant(p)
+        ratio = after.mean() / before.mean() if before.mean() else float("nan")
+        what = f"per user below 002's eps {YIN_EPS:g}" if stage in own else MERCHANT
+        if stage in judged:
+            evidence.add(key, collapsed, ratio, f"per user (002's threat model): {line}",
+                         doubt_if_not=evidence.unconverged([stage]))
+        elif judged:
+            beside.setdefault(what, []).append(line)
+        else:  # nothing measured as 002 measures it: reported, the verdict left open
+            evidence.add(key, collapsed, ratio, f"{what}: {line}")
+    for what, lines in beside.items():
+        evidence.remarks[f"{what} (not judged): {'; '.join(lines)}"] = None
+    if not judged and evidence.lines:
+        evidence.unfit["threat model"] = (
+            "measured under another threat model: every attack is catalog-wide, while 002's "
+            "collapse is measured with each user's sampled list attacked for that user "
+            "(objective bpr-per-user)" if not own else
+            f"measured below 002's budget: the per-user attacks ran under eps {YIN_EPS:g} "
+            "(002 Table 2: eps 16)")
     return evidence.verdict("clean and attacked evaluations of the same recommender")
 
 
