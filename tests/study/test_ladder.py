@@ -24,6 +24,7 @@ STUDY = tiny_real_study("tiny-ladder", """\
   transfer: {kind: insa, recommender: pipe-sur, evaluate: [pipe-sur, pipe], eps: [32], steps: 3,
              n_items: 8, params: {lr: 8}}
   score: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 12, n_items: 8}
+  score-5: {kind: square, objective: insa, recommender: pipe, eps: [32], steps: 5, n_items: 8}
   rank: {kind: square, objective: probe-rank, recommender: pipe, eps: [32], steps: 12,
          n_items: 8, params: {probes: 10}}
   csema: {kind: csema, recommender: pipe, n_items: 8}
@@ -38,12 +39,14 @@ def _results(run) -> StudyResults:
 
 def test_every_rung_in_order_with_its_knowledge_cost_and_test(ladder_run):
     frame = ladder_table(_results(ladder_run))
-    assert list(frame.index) == list(RUNGS)  # one attack each, most knowledge first
+    # most knowledge first; within a rung by budget (score-5 before score's 12 queries)
+    assert list(dict.fromkeys(frame.index)) == list(RUNGS)
     assert list(frame["attack"]) == ["insa eps 32", "expa eps 32", "transfer eps 32",
-                                     "score eps 32", "rank eps 32", "csema"]
+                                     "score-5 eps 32", "score eps 32", "rank eps 32", "csema"]
     # the transfer row is measured on the platform; the surrogate's own evaluation is left out
     assert set(frame["model"]) == {"pipe"}
-    assert frame.loc["query (score)", "cost"] == "12 queries per item"
+    assert list(frame.loc["query (score)", "cost"]) == ["5 queries per item",
+                                                        "12 queries per item"]
     assert frame.loc["semantic", "cost"] == "no gradient step"
     assert frame.loc["insider", "cost"].endswith("gradient steps")
     assert frame.loc["query (rank)", "knows"] == \
@@ -125,10 +128,18 @@ def test_the_query_curve_has_each_budget_of_a_query_only_rung(tmp_path_factory, 
     assert path.is_file()
 
 
-def test_one_budget_is_no_curve(ladder_run):
-    from varsec.study.report.ladder import query_curve
+def test_the_curve_has_each_budget_of_a_rung_and_one_budget_is_no_curve(ladder_run,
+                                                                          monkeypatch):
+    import varsec.study.report.ladder as ladder
 
-    assert query_curve(_results(ladder_run)) is None  # score and rank at one budget each
+    results = _results(ladder_run)
+    curve = ladder.query_curve(results)
+    assert list(curve.loc["query (score)", "queries"]) == [5, 12]  # score-5, then score
+    assert list(curve.loc[["query (rank)"], "queries"]) == [12]  # one budget: a point
+    frame = ladder.ladder_table(results)
+    one_each = frame[frame["attack"] != "score-5 eps 32"]
+    monkeypatch.setattr(ladder, "ladder_table", lambda results: one_each)
+    assert ladder.query_curve(results) is None  # score and rank at one budget each
 
 
 def test_the_query_curve_keeps_each_feedback_its_own_series(ladder_run, monkeypatch):

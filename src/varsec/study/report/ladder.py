@@ -122,6 +122,7 @@ def ladder_table(results: StudyResults) -> pd.DataFrame | None:
     """The ladder (None when the study has no promotion attack)."""
     records: dict[tuple[str, str, str], dict[str, Any]] = {}
     defended: dict[tuple[str, str, str], dict[str, float]] = {}
+    budgets: dict[tuple[str, str, str], int] = {}
     for evaluation in results.stages("evaluation", "promotion"):
         attacks = results.upstream(evaluation, "attack")
         label = str(evaluation.labels.get("attack"))
@@ -148,11 +149,14 @@ def ladder_table(results: StudyResults) -> pd.DataFrame | None:
             "cooperative": float(np.mean(units["cold|HR_coop@5"])),
             "p": test[0], "promotes": "yes" if test[1] else "no",
             "converged": converged_text(results, attack)}
+        budgets[key] = int(attack.config.get("steps") or 0)
     if not records:
         return None
     order = {name: i for i, name in enumerate(RUNGS)}
     rows = []
-    for key in sorted(records, key=lambda k: (order[k[0]], k[1], k[2])):
+    # within a rung: one merchant (what it knows) at a time, by its budget
+    for key in sorted(records, key=lambda k: (order[k[0]], records[k]["knows"], budgets[k],
+                                              k[1], k[2])):
         rows.append({"rung": key[0], "attack": key[1], "model": key[2], **records[key],
                      **{f"{d} HR_cold@5": v for d, v in defended.get(key, {}).items()}})
     return pd.DataFrame(rows).set_index("rung")

@@ -36,10 +36,13 @@ class Section:
 
 
 def cell(value: Any) -> str:
-    """A table cell as text (4 decimals for floats, blank for missing)."""
+    """A table cell as text (4 decimals for floats, two significant digits below 0.0001 so a
+    small p-value or rate does not read as zero, blank for missing)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
+        if 0 < abs(value) < 5e-5:
+            return f"{value:.2g}"
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
     return str(value)
 
