@@ -526,15 +526,82 @@ def test_collapse_pairs_a_per_user_sample_with_the_same_clean_users(tmp_path):
     assert s.verdict("002-collapse").status == NOT_HELD
 
 
-def test_reconstruction_restores_and_is_harmless_both_ways(tmp_path):
-    s = _yin(tmp_path / "a")
-    assert s.verdict("002-restore").status == HELD
-    assert s.verdict("002-harmless").status == HELD
+def _yin_restore(tmp_path, clean=0.5, attacked=0.1, restored=0.45, catalog=0.45, eps="[16]",
+                 sample: int | None = None, schedule: str = "") -> Synthetic:
+    """002's restore claim: the per-user FGSM (``attacked``, on ``sample`` of the users) and a
+    catalog-wide one (``catalog``, restored to ``catalog``) behind the reconstruction, trained
+    on 002's schedule (the defaults) or on ``schedule`` (its params)."""
+    params = f", params: {{{schedule}}}" if schedule else ""
+    text = YIN_PER_USER.replace("recon: {kind: reconstruction, attacks: [fgsm]}",
+                                "recon: {kind: reconstruction, attacks: [fgsm, fgsm-user]"
+                                f"{params}}}")
+    text = text.replace("fgsm-user: {kind: fgsm, objective: bpr-per-user, recommender: vbpr, "
+                        "eps: [16]}", "fgsm-user: {kind: fgsm, objective: bpr-per-user, "
+                        f"recommender: vbpr, eps: {eps}}}")
+    s = Synthetic(text, tmp_path)
+    s.extractor_accuracy("cnn", 0.9)
+    s.recommender_hr("vbpr", clean)
+    values = {("none", "none"): clean, ("fgsm", "none"): catalog, ("pgd", "none"): catalog,
+              ("fgsm", "recon"): catalog, ("none", "recon"): clean,
+              ("fgsm-user", "none"): attacked, ("fgsm-user", "recon"): restored,
+              ("pgd-user", "none"): attacked}
+    users = np.arange(3, 3 + N * 5)
+    chosen = users if sample is None else np.sort(s.rng.choice(users, sample, replace=False))
+    for stage in s.find("evaluation", "ranking"):
+        key = (stage.labels["attack"], stage.labels["defense"])
+        them = chosen if key[0].endswith("-user") else users
+        s.units(stage, **{"sampled-20|HR@10": (s.rng.random(len(them)) < values[key])
+                          .astype(float), "sampled-20|users": them})
+    return s
+
+
+def test_reconstruction_restores_under_002s_threat_model_both_ways(tmp_path):
+    held = _yin_restore(tmp_path / "a").verdict("002-restore")
+    assert held.status == HELD
+    assert "per user (002's threat model): vbpr / fgsm-user / recon: HR@10" in held.evidence
+    assert "catalog-wide (one image per item" in held.evidence  # reported, decides nothing
+    assert _yin_restore(tmp_path / "b", restored=0.12).verdict("002-restore").status == NOT_HELD
+    low = _yin_restore(tmp_path / "c", clean=0.1, attacked=0.01, restored=0.09)
+    assert low.verdict("002-restore").status == INCONCLUSIVE  # below popularity
+    sampled = _yin_restore(tmp_path / "d", sample=60).verdict("002-restore")
+    assert sampled.status == HELD and "60 users" in sampled.evidence
+
+
+def test_a_failure_of_a_defense_trained_below_002s_schedule_is_left_open(tmp_path):
+    """An under-trained defense under-states the defense, as an unconverged attack under-states
+    the attack: its failure leaves the verdict open; its success still counts."""
+    short = "recon_epochs: 2, mix_epochs: 0"
+    failed = _yin_restore(tmp_path / "a", restored=0.12, schedule=short).verdict("002-restore")
+    assert failed.status == INCONCLUSIVE
+    assert "defense recon trained 2 + 0 epochs, under 002's 10 + 3" in failed.reason
+    assert "[left open: defense recon trained 2 + 0 epochs" in failed.evidence
+    assert _yin_restore(tmp_path / "b", schedule=short).verdict("002-restore").status == HELD
+    full = _yin_restore(tmp_path / "c", restored=0.12,
+                        schedule="recon_epochs: 10, mix_epochs: 3").verdict("002-restore")
+    assert full.status == NOT_HELD
+
+
+def test_restore_measured_otherwise_is_inconclusive(tmp_path):
+    """Catalog-wide FGSM only, a per-user FGSM below eps 16, or one that did not lower HR@10
+    (nothing to restore): reported, and the verdict is open, whatever the numbers."""
+    for restored in (0.45, 0.1):
+        only_catalog = _yin(tmp_path / f"c{restored}", restored=restored).verdict("002-restore")
+        assert only_catalog.status == INCONCLUSIVE
+        assert only_catalog.reason.startswith("not measured as 002 measures it")
+        assert "catalog-wide" in only_catalog.evidence
+    below = _yin_restore(tmp_path / "e", eps="[8]").verdict("002-restore")
+    assert below.status == INCONCLUSIVE and "per user below 002's eps 16" in below.evidence
+    idle = _yin_restore(tmp_path / "i", attacked=0.5, restored=0.5).verdict("002-restore")
+    assert idle.status == INCONCLUSIVE and "nothing to restore" in idle.reason
+
+
+def test_reconstruction_is_harmless_both_ways(tmp_path):
+    held = _yin(tmp_path / "a").verdict("002-harmless")
+    assert held.status == HELD and "vbpr / recon: HR@10" in held.evidence
     s = _yin(tmp_path / "b", restored=0.1, defended_clean=0.2)
-    assert s.verdict("002-restore").status == NOT_HELD
     assert s.verdict("002-harmless").status == NOT_HELD
     s = _yin(tmp_path / "c", clean=0.1)  # below the popularity ranking's 0.2
-    assert s.verdict("002-restore").status == INCONCLUSIVE
+    assert s.verdict("002-harmless").status == INCONCLUSIVE
     assert "recommender vbpr" in s.verdict("002-harmless").reason
 
 

@@ -153,10 +153,17 @@ def test_a_claim_no_sweep_bears_on_says_so(diagnosis_run):
                       lambda r: _verdict(NOT_HELD, 0.1))
     never_run = Claim("x-none", "x", "a claim the sweep has no rows for",
                       lambda r: Verdict(NOT_RUN, "nothing"))
+
+    # judged on something else, the swept attack only in a remark whose text differs (as
+    # 002-restore's catalog-wide FGSM beside its per-user one): the sweep does not bear on it
+    remark_only = Claim("x-remark", "x", "a claim the sweep only remarks on",
+                        lambda r: Verdict(NOT_HELD, "rate 0.1; a remark on the sweep",
+                                          numbers={"rate": 0.1}))
     verdicts = [(unchanged, _verdict(NOT_HELD, 0.1)), (never_run, _verdict(NOT_HELD, 0.1)),
+                (remark_only, Verdict(NOT_HELD, "rate 0.1", numbers={"rate": 0.1})),
                 (_claim("004-fgsm"), Verdict(HELD, "held"))]
     frame = diagnosis_table(results, verdicts)
-    assert list(frame.index) == ["x-same", "x-none"]
+    assert list(frame.index) == ["x-same", "x-none", "x-remark"]
     assert set(frame["what it takes here"]) == {NO_SWEEP}
 
 

@@ -111,8 +111,10 @@ def _claims_section(results: StudyResults) -> tuple[Section, pd.DataFrame, list]
     tally = Counter(v.status for _, v in verdicts)
     section.add("p", f"{tally.get(HELD, 0)} held, {tally.get(NOT_HELD, 0)} not held, "
                 f"{tally.get(INCONCLUSIVE, 0)} inconclusive (a model the verdict rests on is "
-                "below its sanity floor, or an attack that did not converge leaves the verdict "
-                f"open), {tally.get(NOT_RUN, 0)} not run (the study has no rows for them). Paired "
+                "below its sanity floor, the measurement is not the paper's threat model or "
+                "budget, or an attack that did not converge or a defense trained below the "
+                f"paper's schedule leaves the verdict open), {tally.get(NOT_RUN, 0)} not run "
+                "(the study has no rows for them). Paired "
                 f"tests use the per-user / per-item values at significance "
                 f"{results.config.evaluation.significance}.")
     section.add("table", Table(frame, "Headline claims of the four works, re-tested here",
