@@ -23,7 +23,7 @@ def test_demo_quick_runs_and_prints_where_the_report_is(tmp_path, capsys):
     assert "not available yet" in markdown or "held" in markdown
     # the reconstruction defense (002 Tables 2-3) and an adaptive attack through JPEG
     recon = table[(table["defense"] == "recon") & (table["protocol"] == "sampled-20")]
-    assert set(recon["attack"]) == {"none", "fgsm-bpr"}
+    assert set(recon["attack"]) == {"none", "fgsm-bpr", "fgsm-bpr-user"}  # 002-restore: per user
     assert (table["metric"] == "detection_accuracy").any()
     assert ((table["attack"] == "insa+adaptive") & (table["defense"] == "jpeg=30")).any()
     for claim in ("002-restore", "002-detect"):
