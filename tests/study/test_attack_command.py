@@ -175,6 +175,28 @@ def test_bad_settings_are_one_sentence_errors(files, tmp_path, simulated):
         run_job(AttackJob.build(None, {**base, "objective": "insa"}))
 
 
+# nine levels of ten aliases each: 10^9 nodes in a few hundred bytes
+BOMB = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{level}: &{level} [{', '.join(['*' + below] * 10)}]\n"
+    for below, level in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("eps: [8\n", r"bad\.yaml:2: not valid YAML"),
+    ("eps: 8\neps: 16\n", r"bad\.yaml:2: .*duplicate key 'eps'"),
+    ("- eps\n", r"bad\.yaml: an attack config must be a mapping of settings"),
+    (BOMB, r"bad\.yaml:\d+: .*(alias|nodes)"),
+])
+def test_a_bad_attack_config_file_is_one_error_before_anything_runs(tmp_path, text, message):
+    """The attack config is read as a study file is: within its limits, duplicates refused."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        AttackJob.build(config, {})
+    with pytest.raises(ConfigError, match="cannot read the attack config"):
+        AttackJob.build(tmp_path / "missing.yaml", {})
+
+
 def test_features_only_catalog_is_refused(tmp_path):
     catalog = ItemCatalog(item_ids=["a", "b"], features=np.ones((2, 3), np.float32), name="feat")
     catalog.save(tmp_path / "cat")

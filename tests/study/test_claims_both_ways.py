@@ -454,25 +454,36 @@ YIN_PER_USER = YIN.replace("\ndefenses:", PER_USER_ATTACKS).replace(
 
 
 def _yin_per_user(tmp_path, clean=0.5, fgsm=0.1, pgd=0.05, catalog=0.45,
-                  sample: int | None = None, eps: str = "[16]", eps8: float = 0.4) -> Synthetic:
-    """Yin's claim with per-user attacks (``sample``: how many of the clean evaluation's users
+                  sample: int | None = None, eps: str = "[16]", eps8: float = 0.4,
+                  restored: float | None = None, schedule: str = "") -> Synthetic:
+    """Yin's claims with per-user attacks (``sample``: how many of the clean evaluation's users
     they cover; ``eps``: the per-user FGSM's budgets, at eps 8 reaching ``eps8``) beside
-    catalog-wide ones."""
+    catalog-wide ones; with ``restored``, the reconstruction (trained on 002's schedule, the
+    defaults, or on ``schedule``, its params) also applied to the per-user FGSM, which it
+    brings to ``restored`` (the catalog-wide one stays at ``catalog``, clean images at
+    ``clean``)."""
     text = YIN_PER_USER.replace("objective: bpr-per-user, recommender: vbpr, eps: [16]}",
                                 f"objective: bpr-per-user, recommender: vbpr, eps: {eps}}}", 1)
+    if restored is not None:
+        params = f", params: {{{schedule}}}" if schedule else ""
+        text = text.replace("recon: {kind: reconstruction, attacks: [fgsm]}",
+                            f"recon: {{kind: reconstruction, attacks: [fgsm, fgsm-user]{params}}}")
     s = Synthetic(text, tmp_path)
     s.extractor_accuracy("cnn", 0.9)
     s.recommender_hr("vbpr", clean)
     values = {"none": clean, "fgsm": catalog, "pgd": catalog, "fgsm-user": fgsm,
-              "pgd-user": pgd}
+              "pgd-user": pgd, "fgsm-user/recon": restored}
     users = np.arange(3, 3 + N * 5)
-    for stage in s.find("evaluation", "ranking", defense="none"):
+    chosen = users if sample is None else np.sort(s.rng.choice(users, sample, replace=False))
+    for stage in s.find("evaluation", "ranking",
+                        **({} if restored is not None else {"defense": "none"})):
         attack = stage.labels["attack"]
-        chosen = users if attack in ("none", "fgsm", "pgd") or sample is None \
-            else np.sort(s.rng.choice(users, sample, replace=False))
-        value = eps8 if attack == "fgsm-user" and stage.labels["eps"] == 8 else values[attack]
-        hits = (s.rng.random(len(chosen)) < value).astype(float)
-        s.units(stage, **{"sampled-20|HR@10": hits, "sampled-20|users": chosen})
+        key = attack if stage.labels["defense"] == "none" or attack != "fgsm-user" \
+            else "fgsm-user/recon"
+        value = eps8 if key == "fgsm-user" and stage.labels["eps"] == 8 else values[key]
+        them = chosen if attack.endswith("-user") else users
+        s.units(stage, **{"sampled-20|HR@10": (s.rng.random(len(them)) < value).astype(float),
+                          "sampled-20|users": them})
     return s
 
 
@@ -526,33 +537,12 @@ def test_collapse_pairs_a_per_user_sample_with_the_same_clean_users(tmp_path):
     assert s.verdict("002-collapse").status == NOT_HELD
 
 
-def _yin_restore(tmp_path, clean=0.5, attacked=0.1, restored=0.45, catalog=0.45, eps="[16]",
+def _yin_restore(tmp_path, clean=0.5, attacked=0.1, restored=0.45, eps="[16]",
                  sample: int | None = None, schedule: str = "") -> Synthetic:
-    """002's restore claim: the per-user FGSM (``attacked``, on ``sample`` of the users) and a
-    catalog-wide one (``catalog``, restored to ``catalog``) behind the reconstruction, trained
-    on 002's schedule (the defaults) or on ``schedule`` (its params)."""
-    params = f", params: {{{schedule}}}" if schedule else ""
-    text = YIN_PER_USER.replace("recon: {kind: reconstruction, attacks: [fgsm]}",
-                                "recon: {kind: reconstruction, attacks: [fgsm, fgsm-user]"
-                                f"{params}}}")
-    text = text.replace("fgsm-user: {kind: fgsm, objective: bpr-per-user, recommender: vbpr, "
-                        "eps: [16]}", "fgsm-user: {kind: fgsm, objective: bpr-per-user, "
-                        f"recommender: vbpr, eps: {eps}}}")
-    s = Synthetic(text, tmp_path)
-    s.extractor_accuracy("cnn", 0.9)
-    s.recommender_hr("vbpr", clean)
-    values = {("none", "none"): clean, ("fgsm", "none"): catalog, ("pgd", "none"): catalog,
-              ("fgsm", "recon"): catalog, ("none", "recon"): clean,
-              ("fgsm-user", "none"): attacked, ("fgsm-user", "recon"): restored,
-              ("pgd-user", "none"): attacked}
-    users = np.arange(3, 3 + N * 5)
-    chosen = users if sample is None else np.sort(s.rng.choice(users, sample, replace=False))
-    for stage in s.find("evaluation", "ranking"):
-        key = (stage.labels["attack"], stage.labels["defense"])
-        them = chosen if key[0].endswith("-user") else users
-        s.units(stage, **{"sampled-20|HR@10": (s.rng.random(len(them)) < values[key])
-                          .astype(float), "sampled-20|users": them})
-    return s
+    """002's restore claim: the per-user FGSM and PGD bring HR@10 to ``attacked``; the
+    reconstruction brings the FGSM back to ``restored``."""
+    return _yin_per_user(tmp_path, clean=clean, fgsm=attacked, pgd=attacked, eps=eps,
+                         eps8=attacked, sample=sample, restored=restored, schedule=schedule)
 
 
 def test_reconstruction_restores_under_002s_threat_model_both_ways(tmp_path):

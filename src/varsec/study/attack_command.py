@@ -216,14 +216,15 @@ def _unique(stems: list[str]) -> list[str]:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    import yaml
+    """The settings of an attack config file, read within the study files' limits (size,
+    aliases, depth; duplicate keys refused)."""
+    from varsec.study.yamlfile import load_yaml_text
 
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the attack config ({exc.strerror}).") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML or JSON ({exc}).") from exc
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the attack config ({exc}).") from None
+    raw, _ = load_yaml_text(text, str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: an attack config must be a mapping of settings.")
     known = {f.name for f in dataclasses.fields(AttackJob)}
