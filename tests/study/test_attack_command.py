@@ -171,8 +171,12 @@ def test_bad_settings_are_one_sentence_errors(files, tmp_path, simulated):
         AttackJob.build(config, {})
     with pytest.raises(ConfigError, match="^hook item 'missing' is not in catalog"):
         run_job(AttackJob.build(None, {**base, "objective": "feature", "hook": "missing"}))
-    with pytest.raises(ConfigError, match="insa objective.* needs --recommender|INSA needs"):
+    with pytest.raises(ConfigError, match="^the insa objective needs --recommender"):
         run_job(AttackJob.build(None, {**base, "objective": "insa"}))
+    no_model = {k: v for k, v in base.items() if k != "checkpoint"}
+    for objective in ("classifier", "feature"):
+        with pytest.raises(ConfigError, match=f"^the {objective} objective needs --checkpoint"):
+            run_job(AttackJob.build(None, {**no_model, "objective": objective}))
 
 
 # nine levels of ten aliases each: 10^9 nodes in a few hundred bytes

@@ -146,7 +146,8 @@ class AttackJob:
         """
         checkpoints = list(self.checkpoint or [])
         recommenders = list(self.recommender or [])
-        if self.objective in ("insa", "bpr") and recommenders:
+        through_recommender = _through_recommender(self)
+        if through_recommender and recommenders:
             if len(checkpoints) > 1 and len(checkpoints) != len(recommenders):
                 raise ConfigError(
                     f"give one checkpoint for all recommenders or one per recommender, got "
@@ -155,7 +156,7 @@ class AttackJob:
             paired = checkpoints if len(checkpoints) > 1 else checkpoints * len(recommenders)
             pairs = list(zip(paired or [None] * len(recommenders), recommenders, strict=True))
             stems = [_stem(r) for r in recommenders]
-        elif self.objective in ("insa", "bpr"):
+        elif through_recommender:
             pairs = [(checkpoints[0] if checkpoints else None, None)]
             stems = ["model"]
         else:
@@ -310,11 +311,9 @@ def _check_objective(job: AttackJob, source: Any, specs: list[ModelSpec]) -> Non
     from varsec.data.catalog import Dataset
 
     catalog = catalog_of(source)
-    needs = {"classifier": ("checkpoint", "a classifier attack"),
-             "feature": ("checkpoint", "a feature attack"),
-             "insa": ("recommender", "INSA"), "bpr": ("recommender", "the bpr objective")}
-    if job.objective in needs:
-        key, what = needs[job.objective]
+    if job.objective is not None:  # c-SEMA needs neither
+        key = "recommender" if _through_recommender(job) else "checkpoint"
+        what = f"the {job.objective} objective"
         for spec in specs:
             if not getattr(spec, key):
                 kind = "a backbone checkpoint or registry name" if key == "checkpoint" else \
@@ -330,6 +329,15 @@ def _check_objective(job: AttackJob, source: Any, specs: list[ModelSpec]) -> Non
         raise ConfigError("the bpr objective needs a dataset with interactions, not a catalog.")
     if job.objective in ("feature", None):
         resolve_hook(source, job.hook)
+
+
+def _through_recommender(job: AttackJob) -> bool:
+    """Whether the job's objective attacks through a recommender (its registered objective is
+    evaluated as a promotion or a ranking), not through an image model."""
+    from varsec.attacks.registry import objective_fact
+
+    return job.objective is not None and \
+        objective_fact(_study_objective(job), "family") is not None
 
 
 def _maybe_int(text: str) -> str | int:
