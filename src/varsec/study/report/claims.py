@@ -675,6 +675,21 @@ def _hr_pair(results: StudyResults, attacked: Stage,
     return after, before
 
 
+Cell = tuple[str, bool, float, str]  # one comparison: key, holds, number, evidence line
+
+
+def _report_beside(evidence: _Evidence, beside: dict[str, list[Cell]], judged: bool) -> None:
+    """Comparisons measured otherwise than the paper measures them (by what they measured):
+    remarks beside the judged ones, or, when nothing was judged, the evidence of a verdict the
+    caller leaves open."""
+    for what, cells in beside.items():
+        if judged:
+            evidence.remarks[f"{what} (not judged): {'; '.join(c[3] for c in cells)}"] = None
+            continue
+        for key, ok, number, line in cells:
+            evidence.add(key, ok, number, f"{what}: {line}")
+
+
 MERCHANT = ("catalog-wide (one image per item for every user, a merchant's upload; varsec's own "
             "question, not 002's threat model)")
 YIN_EPS = 16.0  # 002 Table 2's budget; Fig. 6: eps 8 "do[es] not greatly affect" the model
@@ -694,7 +709,7 @@ def attacks_collapse_hr(results: StudyResults) -> Verdict:
     evidence = _Evidence(results)
     own = [s for s in stages if _per_user_attack(results, s.labels["attack"])]
     judged = [s for s in own if (s.labels.get("eps") or 0) >= YIN_EPS]
-    beside: dict[str, list[str]] = {}  # reported beside the verdict, by what they measured
+    beside: dict[str, list[Cell]] = {}  # measured otherwise than 002, by what they measured
     for stage in stages:
         clean = _ranking_stage(results, stage.labels["recommender"], CLEAN, CLEAN,
                                stage.labels["seed"])
@@ -713,12 +728,9 @@ def attacks_collapse_hr(results: StudyResults) -> Verdict:
         if stage in judged:
             evidence.add(key, collapsed, ratio, f"per user (002's threat model): {line}",
                          doubt_if_not=evidence.unconverged([stage]))
-        elif judged:
-            beside.setdefault(what, []).append(line)
-        else:  # nothing measured as 002 measures it: reported, the verdict left open
-            evidence.add(key, collapsed, ratio, f"{what}: {line}")
-    for what, lines in beside.items():
-        evidence.remarks[f"{what} (not judged): {'; '.join(lines)}"] = None
+        else:
+            beside.setdefault(what, []).append((key, collapsed, ratio, line))
+    _report_beside(evidence, beside, judged=bool(judged))
     if not judged and evidence.lines:
         evidence.unfit["threat model"] = (
             "measured under another threat model: every attack is catalog-wide, while 002's "
@@ -742,8 +754,8 @@ def reconstruction_restores(results: StudyResults) -> Verdict:
     and decides nothing; when nothing was measured as 002 measures it, the verdict is open. A
     defense claim: an unconverged attack leaves a held open."""
     evidence = _Evidence(results)
-    judged: list[tuple[str, bool, float, str, Stage]] = []
-    beside: dict[str, list[tuple[str, bool, float, str, Stage]]] = {}
+    judged: list[tuple[Cell, Stage]] = []
+    beside: dict[str, list[Cell]] = {}
     for stage in results.stages("evaluation", "ranking"):
         attack = str(stage.labels["attack"])
         if not _reconstruction(results, stage.labels["defense"]) or \
@@ -754,19 +766,14 @@ def reconstruction_restores(results: StudyResults) -> Verdict:
             continue
         what = _not_002s_restore(results, stage, broke=cell[-1])
         if what is None:
-            judged.append((*cell[:4], stage))
+            judged.append((cell[:4], stage))
         else:
-            beside.setdefault(what, []).append((*cell[:4], stage))
-    for key, ok, number, line, stage in judged:
+            beside.setdefault(what, []).append(cell[:4])
+    for (key, ok, number, line), stage in judged:
         evidence.add(key, ok, number, f"per user (002's threat model): {line}",
                      doubt_if_ok=evidence.unconverged([stage]),
                      open_if_not=_undertrained(results, str(stage.labels["defense"])))
-    for what, cells in beside.items():
-        if judged:
-            evidence.remarks[f"{what} (not judged): {'; '.join(c[3] for c in cells)}"] = None
-        else:  # nothing measured as 002 measures it: reported, the verdict left open
-            for key, ok, number, line, _ in cells:
-                evidence.add(key, ok, number, f"{what}: {line}")
+    _report_beside(evidence, beside, judged=bool(judged))
     if beside and not judged:
         short = {MERCHANT: "catalog-wide FGSM"}
         evidence.unfit["threat model"] = (
